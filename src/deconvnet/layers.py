@@ -1,0 +1,71 @@
+"""The decoder's two operations and the blocks both halves are made of (paper Sec. 3.1, Fig. 3).
+
+* ``pool`` keeps *switches*: the flat index of each 2x2 window's maximum.
+* ``unpool`` puts every value back at its switch and leaves the rest of the window zero, giving a sparse map
+  of the input's size (Zeiler & Fergus 2014, paper Sec. 3.1.1).
+* ``conv_block`` / ``deconv_block`` are 3x3 convolution / transposed convolution + BN + ReLU.
+
+Used in chapters 1 (architecture), 2 (unpooling) and 3 (deconvolution).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def pool(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """2x2 stride-2 max pooling that also returns the switches (paper Sec. 3.1.1).
+
+    ``switches[n, c, i, j]`` is the flat index ``row * W + col`` of the maximum of window ``(i, j)`` in the
+    ``(H, W)`` input. Odd sides drop their last row/column, as in VGG16 and Caffe with these settings.
+    """
+    return F.max_pool2d(x, kernel_size=2, stride=2, return_indices=True)
+
+
+def unpool(x: torch.Tensor, switches: torch.Tensor, output_size: torch.Size | tuple[int, int]) -> torch.Tensor:
+    """Place each value of ``x`` at its switch in a zero map of ``output_size`` (paper Sec. 3.1.1, Fig. 3).
+
+    ``output_size`` is the spatial size of the map that was pooled. Passing it makes unpooling exact for odd
+    sizes too, where ``2 * h`` would be one short.
+    """
+    return F.max_unpool2d(x, switches, kernel_size=2, stride=2, output_size=tuple(output_size)[-2:])
+
+
+class Pool(nn.Module):
+    """``pool`` as a module, so that model summaries list it. Returns ``(pooled, switches)``."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return pool(x)
+
+
+class Unpool(nn.Module):
+    """``unpool`` as a module: ``Unpool()(x, switches, output_size)``."""
+
+    def forward(self, x: torch.Tensor, switches: torch.Tensor, output_size) -> torch.Tensor:
+        return unpool(x, switches, output_size)
+
+
+def conv_block(c_in: int, c_out: int, kernel: int = 3, padding: int = 1, *, bn: bool = True,
+               bias: bool = True) -> nn.Sequential:
+    """Convolution + BN + ReLU, the unit of the encoder and of fc6/fc7 (paper Sec. 3.1, Table 1)."""
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=bias)]
+    if bn:
+        layers.append(nn.BatchNorm2d(c_out))
+    layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def deconv_block(c_in: int, c_out: int, kernel: int = 3, padding: int = 1, *, bn: bool = True,
+                 bias: bool = True) -> nn.Sequential:
+    """Transposed convolution + BN + ReLU, the unit of the decoder (paper Sec. 3.1.2, Table 1).
+
+    ``ConvTranspose2d`` stores weights as ``(in, out, k, k)``, the layout of Caffe's deconvolution layer, so
+    the release's weights would load unchanged.
+    """
+    layers: list[nn.Module] = [nn.ConvTranspose2d(c_in, c_out, kernel, padding=padding, bias=bias)]
+    if bn:
+        layers.append(nn.BatchNorm2d(c_out))
+    layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
