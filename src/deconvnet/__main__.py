@@ -57,7 +57,46 @@ def _literal(text: str):
         return text
 
 
-COMMANDS = [add_summary, add_book]
+def add_explain(sub) -> None:
+    p = sub.add_parser("explain", help="saliency maps of an ImageNet classifier's top-k classes for one image "
+                                       "(chapter 7)")
+    p.add_argument("image", help="image file; greyscale, palette and RGBA images are converted to RGB")
+    p.add_argument("--topk", type=int, default=3, help="how many of the most probable classes (default: 3)")
+    p.add_argument("--methods", default="all",
+                   help="comma-separated: vanilla, deconvnet, guided, gradcam, guided_gradcam; or all (default)")
+    p.add_argument("--out", default="explain", help="folder for <image>_explain.png and .json (default: explain)")
+    p.set_defaults(func=run_explain)
+
+
+def run_explain(args) -> None:
+    from pathlib import Path
+
+    import torch
+
+    from .book import write_json
+    from .classifier import CAM_LAYER, load_classifier, load_image, preprocess, topk
+    from .plot import saliency_grid, save_figure
+    from .saliency import check_methods, explain
+
+    methods = check_methods(args.methods)  # refuse bad names before the slow part
+    if not 1 <= args.topk <= 1000:
+        raise ValueError(f"--topk {args.topk}: must lie in 1..1000 (ImageNet has 1000 classes)")
+    x = preprocess(load_image(args.image))  # (1, 3, 224, 224)
+    model = load_classifier()
+    with torch.no_grad():
+        (predictions,) = topk(model(x), args.topk)
+    batch = x.expand(args.topk, -1, -1, -1)  # one copy per class: a single backward pass serves all k
+    maps = explain(model, batch, [p.index for p in predictions], methods, layer=CAM_LAYER)
+    out = Path(args.out) / f"{Path(args.image).stem}_explain"
+    save_figure(saliency_grid(x[0], maps, predictions), out.with_suffix(".png"))
+    write_json(out.with_suffix(".json"), {"image": str(args.image), "methods": list(methods),
+                                          "predictions": [p._asdict() for p in predictions]})
+    for p in predictions:
+        print(f"{p.probability:6.1%}  {p.name}")
+    print(f"wrote {out.with_suffix('.png')}")
+
+
+COMMANDS = [add_summary, add_book, add_explain]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,12 +81,62 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class DataConfig:
+    """Generated scenes and the samples of the two training stages (paper Sec. 4.2, 6.1). Used by ``data``.
+
+    Defaults are the ``paper`` preset's: VOC-sized images and counts.
+    """
+
+    seed: int = 0  # scenes depend on this seed alone, not on the run's, so all runs of a preset share one tree
+    train_images: int = 10582  # VOC 2012 train + SBD ("train_aug"), the images behind the paper's stage 2
+    val_images: int = 1449  # VOC 2012 val, where the paper runs its ablations
+    image_size: int = 500  # longer side in pixels, as VOC's JPEGs; the shorter side is 75-100% of it
+    min_instances: int = 1  # at least one object, so every image yields stage-1 crops
+    max_instances: int = 6  # enough for occlusion and clutter while every object stays readable
+    min_scale: float = 0.05  # object side / image's shorter side: a few tens of pixels, where FCN fails (Sec. 6.3)
+    max_scale: float = 1.1  # up to filling and overflowing the image, FCN's other failure case
+    class_skew: float = 0.7  # Zipf exponent of class frequency: 20**0.7 ~ 8x commonest/rarest, like VOC's
+    min_visible: float = 0.3  # an object hidden more than 70% by later ones is moved or dropped: it must stay legible
+    void_px: int = 4  # void band outside every object boundary; VOC's band is ~5 px on 500 px images
+    jpeg_quality: int = 90  # close to VOC's JPEGs, so compression artefacts are part of the input
+    context: float = 1.2  # crop windows enlarge boxes 1.2x to show some context (paper Sec. 6.1)
+    square_windows: bool = True  # a square window is resized to the square crop without stretching the shape
+    resize_ratio: float = 250 / 224  # windows go to this x crop size, then a random crop (paper: 250 -> 224)
+    mirror: bool = True  # random horizontal flips as in the paper; a mirrored shape keeps its class
+    window_iou: float = 0.5  # stage 2 keeps a proposal whose IoU with a ground-truth box is >= 0.5 (PASCAL's rule)
+    balance_cap: int = 8  # stage 2 repeats windows of classes under the median count, at most this many times
+    proposal_mode: str = "fast"  # selective search's "fast" strategy: ~1-2k boxes per image, offline, ~0.5 s
+    proposal_side: int = 320  # image's longer side for selective search; its cost grows with the area
+    max_proposals: int = 2000  # boxes kept per image in selective search's order (paper: ~2000 EdgeBoxes)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.train_images < 1 or self.val_images < 1:
+            problems.append(f"train_images={self.train_images}, val_images={self.val_images}: need at least 1 each")
+        if self.image_size < 32:
+            problems.append(f"image_size={self.image_size} is too small to draw shapes; use >= 32")
+        if not 1 <= self.min_instances <= self.max_instances:
+            problems.append(f"need 1 <= min_instances <= max_instances, got {self.min_instances}, {self.max_instances}")
+        if not 0 < self.min_scale <= self.max_scale:
+            problems.append(f"need 0 < min_scale <= max_scale, got {self.min_scale}, {self.max_scale}")
+        if not 0 <= self.min_visible <= 1 or self.void_px < 0 or not 1 <= self.jpeg_quality <= 100:
+            problems.append("min_visible must lie in 0..1, void_px >= 0, jpeg_quality in 1..100")
+        if self.context < 1 or self.resize_ratio < 1 or not 0 < self.window_iou <= 1 or self.balance_cap < 1:
+            problems.append("need context >= 1, resize_ratio >= 1, 0 < window_iou <= 1, balance_cap >= 1")
+        if self.proposal_mode not in ("fast", "quality", "single"):
+            problems.append(f"proposal_mode={self.proposal_mode!r}: use 'fast', 'quality' or 'single'")
+        if problems:
+            raise ValueError("invalid DataConfig: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
 class Preset:
     """A named bundle of the per-concern configs; chapters read only the parts they need."""
 
     name: str
     description: str
     model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def replace(self, **changes) -> Preset:
@@ -100,17 +150,24 @@ PRESETS: dict[str, Preset] = {
         description="the whole book in minutes on 2 CPU cores; what the tests run",
         # 1/8 width and 96 px crops cost ~1/350 of the paper's FLOPs per crop; 96/32 = 3 -> fc6 is 3x3
         model=ModelConfig(width=0.125, input_size=96, fc_kernel=3, pretrained=False),
+        # ~200 small scenes: the tree and its proposals are made in well under a minute on 2 cores
+        data=DataConfig(train_images=160, val_images=48, image_size=128, min_scale=0.08, void_px=1,
+                        proposal_side=128),
     ),
     "cpu": Preset(
         name="cpu",
         description="the committed book when no GPU is at hand: under an hour on 2 CPU cores",
         # 1/4 width and 160 px crops cost ~1/30 of the paper's FLOPs; 160/32 = 5 -> fc6 is 5x5
         model=ModelConfig(width=0.25, input_size=160, fc_kernel=5, pretrained=False),
+        # a few thousand scenes a little larger than the 160 crop; proposals at 192 px take minutes, once
+        data=DataConfig(train_images=2400, val_images=400, image_size=224, min_scale=0.06, void_px=2,
+                        proposal_side=192),
     ),
     "paper": Preset(
         name="paper",
         description="the paper's sizes (full VGG16 width, 224 crops, ImageNet init); meant for a GPU",
         model=ModelConfig(),
+        data=DataConfig(),  # VOC's sizes: 10,582 train and 1,449 val images of 500 px
     ),
 }
 

@@ -10,9 +10,16 @@ Used in chapters 1 (architecture), 2 (unpooling) and 3 (deconvolution).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# Under torch.use_deterministic_algorithms, PyTorch warns that max_unpool2d may write one output twice. With
+# non-overlapping 2x2 windows every switch points into its own window, so no two values collide: the result
+# is deterministic and the warning would only be noise in every chapter.
+warnings.filterwarnings("ignore", message="max_unpooling2d_forward_out does not have a deterministic")
 
 
 def pool(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -151,8 +151,9 @@ class DeconvNet(_Segmenter):
     def forward(self, x: torch.Tensor, return_stages: bool = False):
         """Class scores ``(N, num_classes, H, W)``; with ``return_stages`` also a dict of every stage's map.
 
-        The dict holds ``conv1..conv5`` (before pooling), ``pool1..pool5``, ``fc7``, ``fc6_deconv``, and per decoder stage ``unpool{s}`` (the
-        sparse map) and ``deconv{s}`` (its densified version): the maps of the paper's Fig. 4.
+        The dict holds ``conv1..conv5`` (before pooling), ``pool1..pool5``, ``fc7``, ``fc6_deconv``, and
+        per decoder stage ``unpool{s}`` (the sparse map) and ``deconv{s}`` (its densified version): the maps
+        of the paper's Fig. 4.
         """
         self.check_input(x)
         stages: dict | None = {} if return_stages else None
@@ -205,7 +206,9 @@ class FCN8s(_Segmenter):
         self.upscore2 = nn.ConvTranspose2d(n, n, 4, stride=2, padding=1, bias=False)
         self.upscore_pool4 = nn.ConvTranspose2d(n, n, 4, stride=2, padding=1, bias=False)
         self.upscore8 = nn.ConvTranspose2d(n, n, 16, stride=8, padding=4, bias=False)
-        self.fc6[0].paper_name, self.fc7[0].paper_name, self.score_fr.paper_name = "fc6", "fc7", "score_fr"
+        for name in ("score_fr", "score_pool4", "score_pool3", "upscore2", "upscore_pool4", "upscore8"):
+            getattr(self, name).paper_name = name
+        self.fc6[0].paper_name, self.fc7[0].paper_name = "fc6", "fc7"
         self.init_weights()
         # FCN starts its skips at zero and its upsamplers as bilinear interpolation (Long et al., Sec. 4.3)
         for skip in (self.score_pool4, self.score_pool3):

@@ -1,0 +1,286 @@
+"""The book's machinery: run chapters with papermill, record provenance, keep results as JSON.
+
+``run_chapters`` executes ``notebooks/NN_name.ipynb`` in ``_toc.yml`` order with a preset, writes the
+executed copy to ``book/NN_name.ipynb`` (atomically: a failed run leaves the old page in place), puts a
+provenance line under each chapter's title, and records preset, device, versions, commit and wall time in
+``book/results/manifest.json``, from which ``book/provenance.md`` is regenerated.
+
+``start_chapter`` is the first call of every chapter: it seeds everything and quiets progress bars.
+Notebook-facing only: no core module imports this one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from .config import Preset, auto_preset_name, get_preset
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository: src/deconvnet/book.py -> ../../
+RESULTS = ROOT / "book" / "results"
+
+
+@dataclass(frozen=True)
+class Chapter:
+    name: str  # e.g. "01_architecture"
+    source: Path  # notebooks/01_architecture.ipynb, no outputs
+    target: Path  # book/01_architecture.ipynb, executed
+
+
+class ChapterFailed(RuntimeError):
+    """A cell failed; the message names the notebook, the cell and the error."""
+
+
+def chapters(root: Path = ROOT) -> list[Chapter]:
+    """The chapters in ``_toc.yml`` order: every toc entry with a source notebook in ``notebooks/``."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    files: list[str] = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            if "file" in node or "root" in node:
+                files.append(node.get("file") or node["root"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc)
+    found = []
+    for entry in files:
+        name = Path(entry).stem
+        source = root / "notebooks" / f"{name}.ipynb"
+        if source.is_file():
+            found.append(Chapter(name, source, root / "book" / f"{name}.ipynb"))
+    return found
+
+
+def select(all_chapters: list[Chapter], only: list[str] | None) -> list[Chapter]:
+    """Chapters matching ``only`` (``01`` or ``01_architecture``); unknown names are refused."""
+    if not only:
+        return all_chapters
+    picked = []
+    for want in only:
+        match = [c for c in all_chapters if c.name == want or c.name.split("_")[0] == want]
+        if not match:
+            valid = ", ".join(c.name for c in all_chapters)
+            raise ValueError(f"unknown chapter {want!r}; valid chapters are: {valid}")
+        picked += [c for c in match if c not in picked]
+    return picked
+
+
+def check_parameters(selected: list[Chapter], parameters: dict) -> None:
+    """Refuse parameter names that some selected notebook's ``parameters`` cell does not define."""
+    import papermill
+
+    for chapter in selected:
+        known = set(papermill.inspect_notebook(str(chapter.source)))
+        unknown = sorted(set(parameters) - known)
+        if unknown:
+            raise ValueError(
+                f"{chapter.source.name} has no parameter(s) {', '.join(unknown)}; "
+                f"its parameters are: {', '.join(sorted(known)) or '(none)'}"
+            )
+
+
+def device_description() -> str:
+    """What the chapters run on: the GPU's name, or the CPU with its thread count."""
+    if torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu ({model}, {torch.get_num_threads()} threads)"
+
+
+def git_commit(root: Path = ROOT) -> str:
+    """The checked-out commit, with ``+dirty`` when tracked files differ from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=root, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def provenance(preset: str, seconds: float, root: Path = ROOT) -> dict:
+    """One manifest entry: everything needed to say how a page's numbers were obtained."""
+    return {
+        "preset": preset,
+        "device": device_description(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "commit": git_commit(root),
+        "wall_time_s": round(seconds, 1),
+        "executed": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def _provenance_cell(entry: dict):
+    import nbformat
+
+    text = (
+        f"```{{admonition}} Provenance\n:class: note\nExecuted with preset **{entry['preset']}** on "
+        f"{entry['device']}, torch {entry['torch']}, commit `{entry['commit']}`, in {entry['wall_time_s']:.0f} s "
+        f"({entry['executed']}). All runs: [provenance appendix](provenance.md).\n```"
+    )
+    cell = nbformat.v4.new_markdown_cell(text)
+    cell.metadata["tags"] = ["provenance"]
+    return cell
+
+
+def _add_provenance(path: Path, entry: dict) -> None:
+    """Put the provenance note right under the chapter's title (the first markdown cell)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nb.cells = [c for c in nb.cells if "provenance" not in c.metadata.get("tags", [])]
+    first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
+    nb.cells.insert(first_md + 1, _provenance_cell(entry))
+    nbformat.write(nb, path)
+
+
+def execute_chapter(chapter: Chapter, preset: str, parameters: dict, progress: bool) -> dict:
+    """Run one chapter with papermill into a temporary file, then move it into ``book/``."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    chapter.target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".ipynb", prefix=f".{chapter.name}.", dir=chapter.target.parent)
+    os.close(fd)
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(chapter.source), tmp, parameters={"preset": preset, **parameters}, kernel_name="python3",
+            progress_bar=progress, cwd=str(chapter.source.parent),
+        )
+        entry = provenance(preset, time.perf_counter() - start, ROOT)
+        _add_provenance(Path(tmp), entry)
+        os.replace(tmp, chapter.target)
+    except PapermillExecutionError as err:
+        raise ChapterFailed(
+            f"{chapter.source.relative_to(ROOT)} failed in code cell {err.exec_count} (cell index "
+            f"{err.cell_index}): {err.ename}: {err.evalue}"
+        ) from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return entry
+
+
+def write_json(path: Path, data) -> None:
+    """Write JSON atomically: readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".json", prefix=f".{path.stem}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def update_manifest(name: str, entry: dict, results: Path = RESULTS) -> dict:
+    """Record one chapter's run in ``manifest.json`` and regenerate the provenance page from it."""
+    path = results / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.is_file() else {}
+    manifest[name] = entry
+    write_json(path, manifest)
+    write_provenance_page(manifest, results.parent / "provenance.md")
+    return manifest
+
+
+def write_provenance_page(manifest: dict, path: Path) -> None:
+    """The appendix page: one table row per chapter, straight from the manifest."""
+    rows = [
+        f"| {name} | {e['preset']} | {e['device']} | {e['torch']} | `{e['commit']}` | {e['wall_time_s']:.0f} | "
+        f"{e['executed']} |"
+        for name, e in sorted(manifest.items())
+    ]
+    text = "\n".join([
+        "# Provenance",
+        "",
+        "Every chapter page was executed by `python -m deconvnet book` (papermill). This table is written by",
+        "that command from `book/results/manifest.json`; do not edit it by hand.",
+        "",
+        "| chapter | preset | device | torch | commit | wall time (s) | executed |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Total execution time: {sum(e['wall_time_s'] for e in manifest.values()):.0f} s.",
+        "",
+    ])
+    fd, tmp = tempfile.mkstemp(suffix=".md", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def run_chapters(preset: str = "auto", only: list[str] | None = None, parameters: dict | None = None,
+                 progress: bool | None = None) -> dict:
+    """Execute the selected chapters in order. Everything is validated before the first one runs."""
+    preset = auto_preset_name() if preset == "auto" else preset
+    get_preset(preset)  # refuses unknown names with the list of valid ones
+    parameters = parameters or {}
+    if "preset" in parameters:
+        raise ValueError("give the preset with --preset, not as a parameter")
+    selected = select(chapters(), only)
+    check_parameters(selected, parameters)
+    progress = sys.stderr.isatty() if progress is None else progress
+    manifest = {}
+    for chapter in selected:
+        print(f"[book] {chapter.name}: executing with preset {preset} ...", flush=True)
+        entry = execute_chapter(chapter, preset, parameters, progress)
+        manifest = update_manifest(chapter.name, entry)
+        print(f"[book] {chapter.name}: done in {entry['wall_time_s']:.0f} s -> {chapter.target.relative_to(ROOT)}")
+    return manifest
+
+
+def start_chapter(preset: str) -> Preset:
+    """First call of every chapter: resolve the preset, seed every generator, pick deterministic kernels.
+
+    Progress bars stay quiet unless stderr is a terminal (papermill and nbval capture it).
+    """
+    cfg = get_preset(preset)
+    random.seed(cfg.run.seed)
+    np.random.seed(cfg.run.seed)  # noqa: NPY002 - seeds libraries that still draw from the legacy global state
+    torch.manual_seed(cfg.run.seed)
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    if cfg.run.torch_device().type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    os.environ.setdefault("TQDM_DISABLE", "0" if sys.stderr.isatty() else "1")
+    return cfg
+
+
+def save_result(name: str, data: dict, results: Path = RESULTS) -> Path:
+    """Store a chapter's numbers as ``book/results/<name>.json`` so later chapters and tables read them."""
+    path = results / f"{name}.json"
+    write_json(path, data)
+    return path
+
+
+def load_result(name: str, results: Path = RESULTS) -> dict:
+    path = results / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no result {path}: run the chapter that writes it first")
+    return json.loads(path.read_text())
