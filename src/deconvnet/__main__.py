@@ -37,14 +37,18 @@ def add_book(sub) -> None:
 
 
 def run_book(args) -> None:
-    from .book import chapters, run_chapters
+    from .book import ChapterFailed, chapters, run_chapters
 
     if args.list:
         for ch in chapters():
             print(ch.name)
         return
     params = {name: _literal(value) for name, value in args.parameter}
-    run_chapters(preset=args.preset, only=args.only, parameters=params)
+    try:
+        run_chapters(preset=args.preset, only=args.only, parameters=params)
+    except ChapterFailed as err:
+        print(f"deconvnet book: {err}", file=sys.stderr)
+        sys.exit(1)
 
 
 def _literal(text: str):
@@ -71,6 +75,7 @@ def add_explain(sub) -> None:
 def run_explain(args) -> None:
     from pathlib import Path
 
+    import matplotlib.pyplot as plt
     import torch
 
     from .book import write_json
@@ -88,7 +93,9 @@ def run_explain(args) -> None:
     batch = x.expand(args.topk, -1, -1, -1)  # one copy per class: a single backward pass serves all k
     maps = explain(model, batch, [p.index for p in predictions], methods, layer=CAM_LAYER)
     out = Path(args.out) / f"{Path(args.image).stem}_explain"
-    save_figure(saliency_grid(x[0], maps, predictions), out.with_suffix(".png"))
+    fig = saliency_grid(x[0], maps, predictions)
+    save_figure(fig, out.with_suffix(".png"))
+    plt.close(fig)
     write_json(out.with_suffix(".json"), {"image": str(args.image), "methods": list(methods),
                                           "predictions": [p._asdict() for p in predictions]})
     for p in predictions:
@@ -96,7 +103,28 @@ def run_explain(args) -> None:
     print(f"wrote {out.with_suffix('.png')}")
 
 
-COMMANDS = [add_summary, add_book, add_explain]
+def add_make_data(sub) -> None:
+    p = sub.add_parser("make-data", help="write the SynthVOC scenes (VOC 2012 layout) and cache their proposals")
+    p.add_argument("--preset", default="quick", help="preset whose data parameters to use (default: quick)")
+    p.add_argument("--root", default=None, help="folder to hold VOCdevkit/ (default: data/synthvoc-PRESET)")
+    p.add_argument("--workers", type=int, default=0, help="processes drawing scenes (default: one per core)")
+    p.add_argument("--no-proposals", action="store_true", help="skip computing selective-search proposals")
+    p.set_defaults(func=run_make_data)
+
+
+def run_make_data(args) -> None:
+    from .config import get_preset
+    from .data import make_data
+
+    preset = get_preset(args.preset)
+    cfg = preset.data
+    done = make_data(cfg, args.root or f"data/synthvoc-{preset.name}", proposals=not args.no_proposals,
+                     workers=args.workers)
+    print(f"SynthVOC ({cfg.train_images} train + {cfg.val_images} val images) in {done['voc_root']}: "
+          f"scenes {done['scenes_s']:.1f} s, proposals {done['proposals_s']:.1f} s")
+
+
+COMMANDS = [add_summary, add_book, add_explain, add_make_data]
 
 
 def main(argv: list[str] | None = None) -> int:

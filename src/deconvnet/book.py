@@ -30,7 +30,9 @@ import yaml
 from .config import Preset, auto_preset_name, get_preset
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: src/deconvnet/book.py -> ../../
-RESULTS = ROOT / "book" / "results"
+RESULTS = ROOT / "book" / "results"  # committed: what the rendered book shows
+SCRATCH_RESULTS = ROOT / "runs" / "results"  # git-ignored: where interactive and nbval runs write
+RESULTS_ENV = "DECONVNET_RESULTS_DIR"  # set by run_chapters so only book runs write book/results
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,14 @@ def provenance(preset: str, seconds: float, root: Path = ROOT) -> dict:
     }
 
 
+def _shown(path: Path) -> str:
+    """A path relative to the repository when it is inside it."""
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _provenance_cell(entry: dict):
     import nbformat
 
@@ -179,14 +189,25 @@ def execute_chapter(chapter: Chapter, preset: str, parameters: dict, progress: b
         _add_provenance(Path(tmp), entry)
         os.replace(tmp, chapter.target)
     except PapermillExecutionError as err:
-        raise ChapterFailed(
-            f"{chapter.source.relative_to(ROOT)} failed in code cell {err.exec_count} (cell index "
-            f"{err.cell_index}): {err.ename}: {err.evalue}"
-        ) from None
+        raise ChapterFailed(f"{_shown(chapter.source)} failed in {_locate(chapter.source, err.source)}: "
+                            f"{err.ename}: {err.evalue}") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return entry
+
+
+def _locate(source: Path, cell_source: str) -> str:
+    """Name a failing cell by its place in the source notebook (papermill's numbering counts its own cell)."""
+    import nbformat
+
+    cells = nbformat.read(source, as_version=4).cells
+    code = [c for c in cells if c.cell_type == "code"]
+    for k, cell in enumerate(code, start=1):
+        if cell.source.strip() == cell_source.strip():
+            first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+            return f"code cell {k} of {len(code)} (cell {cells.index(cell) + 1}, starting `{first[:60]}`)"
+    return "the cell papermill injected (the parameters)"
 
 
 def write_json(path: Path, data) -> None:
@@ -246,12 +267,13 @@ def run_chapters(preset: str = "auto", only: list[str] | None = None, parameters
     selected = select(chapters(), only)
     check_parameters(selected, parameters)
     progress = sys.stderr.isatty() if progress is None else progress
+    os.environ[RESULTS_ENV] = str(RESULTS)  # inherited by the papermill kernels
     manifest = {}
     for chapter in selected:
         print(f"[book] {chapter.name}: executing with preset {preset} ...", flush=True)
         entry = execute_chapter(chapter, preset, parameters, progress)
         manifest = update_manifest(chapter.name, entry)
-        print(f"[book] {chapter.name}: done in {entry['wall_time_s']:.0f} s -> {chapter.target.relative_to(ROOT)}")
+        print(f"[book] {chapter.name}: done in {entry['wall_time_s']:.0f} s -> {_shown(chapter.target)}")
     return manifest
 
 
@@ -272,15 +294,26 @@ def start_chapter(preset: str) -> Preset:
     return cfg
 
 
-def save_result(name: str, data: dict, results: Path = RESULTS) -> Path:
-    """Store a chapter's numbers as ``book/results/<name>.json`` so later chapters and tables read them."""
-    path = results / f"{name}.json"
+def results_dir() -> Path:
+    """``book/results`` inside a book run, else the git-ignored ``runs/results`` (tests, your own runs)."""
+    return Path(os.environ.get(RESULTS_ENV, SCRATCH_RESULTS))
+
+
+def save_result(name: str, data: dict, results: Path | None = None) -> Path:
+    """Store a chapter's numbers as ``<results>/<name>.json`` so later chapters and tables read them.
+
+    Only ``python -m deconvnet book`` writes the committed ``book/results``; a chapter run by hand or by the
+    tests writes ``runs/results`` and leaves the committed numbers alone.
+    """
+    path = (results or results_dir()) / f"{name}.json"
     write_json(path, data)
     return path
 
 
-def load_result(name: str, results: Path = RESULTS) -> dict:
-    path = results / f"{name}.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no result {path}: run the chapter that writes it first")
-    return json.loads(path.read_text())
+def load_result(name: str, results: Path | None = None) -> dict:
+    """A result saved by an earlier chapter: this run's first, else the committed one in ``book/results``."""
+    for folder in (results or results_dir(), RESULTS):
+        path = folder / f"{name}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+    raise FileNotFoundError(f"no result {name}.json in {results or results_dir()} or {RESULTS}: run its chapter first")

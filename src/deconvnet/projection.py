@@ -148,6 +148,7 @@ def strongest(model: nn.Module, images: torch.Tensor, layer: str, channels: Sequ
     return found
 
 
+@torch.no_grad()
 def project(model: nn.Module, images: torch.Tensor, activation: Activation) -> Projection:
     """Project one activation back to pixel space through ReLUs, transposed filters and switches.
 

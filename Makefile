@@ -1,0 +1,50 @@
+# DeconvNet, reproduced. `make book` and `make test` set everything up on a fresh machine.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PRESET ?= auto        # auto = paper with CUDA, else cpu; or quick / cpu / paper
+CHAPTER ?=            # e.g. 01 or 01_architecture, for `make chapter`
+JOBS ?= 2             # pytest-xdist workers
+
+.PHONY: help venv book execute chapter render test lint clean
+
+help:
+	@echo "make book [PRESET=quick|cpu|paper]  execute every chapter, then render the HTML book"
+	@echo "make chapter CHAPTER=01 [PRESET=..]  execute one chapter"
+	@echo "make render                          render only, from the executed notebooks in book/"
+	@echo "make test                            lint, unit tests, nbval (quick), strict build, browser check"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+venv: $(STAMP)
+
+book: execute render
+
+execute: $(STAMP)
+	$(BIN)/python -m deconvnet book --preset $(strip $(PRESET))
+
+chapter: $(STAMP)
+	@test -n "$(strip $(CHAPTER))" || { echo "say which chapter: make chapter CHAPTER=01"; exit 2; }
+	$(BIN)/python -m deconvnet book --preset $(strip $(PRESET)) --only $(strip $(CHAPTER))
+
+render: $(STAMP)
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/python -m pytest -n $(strip $(JOBS)) --dist loadfile --nbval-lax tests notebooks
+
+clean:
+	rm -rf _build
