@@ -190,6 +190,8 @@ def grad_cam(model: nn.Module, x: torch.Tensor, classes, layer: str, region=None
     x = x.detach().clone().requires_grad_(True)  # makes a graph even when the model's weights are frozen
     with torch.enable_grad(), _evaluating(model), tap(model, layer) as taps:
         score = _score(model(x), _targets(classes, len(x), x.device), region)
+        if not taps:
+            raise ValueError(f"layer {layer!r} is not called in {type(model).__name__}'s forward pass")
         maps = taps[-1]  # (N, C, h, w)
         (grads,) = torch.autograd.grad(score, maps)
     weights = grads.mean((2, 3), keepdim=True)  # (N, C, 1, 1), the paper's alpha_k^c (Eq. 1)

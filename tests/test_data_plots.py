@@ -1,0 +1,36 @@
+"""The data gallery's figures draw from what the reader and the samplers return."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from deconvnet import plot
+from deconvnet.config import DataConfig
+from deconvnet.data import Stage1Crops, VOCSegmentation, class_and_scale_stats, make_synthvoc
+
+CFG = DataConfig(train_images=3, val_images=1, image_size=64, min_scale=0.2, void_px=1, proposal_side=64)
+
+
+@pytest.fixture(scope="module")
+def train(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    make_synthvoc(CFG, root, workers=1, progress=False)
+    return VOCSegmentation(root, "train")
+
+
+def test_colour_mask_uses_vocs_colours():
+    assert plot.colour_mask(np.array([[0, 1, 255]])).tolist() == [[[0, 0, 0], [128, 0, 0], [224, 224, 192]]]
+
+
+def test_gallery_figures_draw(train):
+    figures = [
+        plot.scene_gallery(train, [0, 1, 2]),
+        plot.sample_gallery(Stage1Crops(train, CFG, 32, train=False), [0, 1], train.classes, title="stage 1"),
+        plot.class_scale_histograms(class_and_scale_stats(train), train.classes),
+        plot.proposal_overlay(train[0][0], np.array([[0, 0, 10, 10]]), train[0][1]["boxes"].numpy()),
+    ]
+    assert [len(f.axes) for f in figures] == [9, 4, 2, 1]
+    assert figures[0].axes[0].patches  # boxes drawn on the first scene
+    for f in figures:
+        f.canvas.draw()
+        plt.close(f)
