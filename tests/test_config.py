@@ -32,3 +32,10 @@ def test_paper_preset_has_the_paper_sizes():
 def test_bad_model_configs_say_what_is_wrong(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ModelConfig(**kwargs)
+
+
+def test_auto_takes_the_paper_preset_when_cuda_is_there(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert auto_preset_name() == "paper" and get_preset("auto").name == "paper"

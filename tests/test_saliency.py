@@ -179,10 +179,16 @@ def test_bad_layer_lists_valid_ones(x):
 
 
 def test_layer_not_in_the_forward_pass(x):
-    model = tiny_vgg()
-    model.spare = nn.Conv2d(3, 3, 1)
+    class WithSpare(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net, self.spare = tiny_vgg(), nn.Conv2d(3, 3, 1)  # spare: registered, never called
+
+        def forward(self, x):
+            return self.net(x)
+
     with pytest.raises(ValueError, match="'spare' is not called"):
-        saliency.grad_cam(model, x, CLASSES, "spare")
+        saliency.grad_cam(WithSpare(), x, CLASSES, "spare")
 
 
 def test_bad_method_class_count_and_missing_relus(x):

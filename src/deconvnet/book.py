@@ -187,6 +187,7 @@ def execute_chapter(chapter: Chapter, preset: str, parameters: dict, progress: b
         )
         entry = provenance(preset, time.perf_counter() - start, ROOT)
         _add_provenance(Path(tmp), entry)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, chapter.target)
     except PapermillExecutionError as err:
         raise ChapterFailed(f"{_shown(chapter.source)} failed in {_locate(chapter.source, err.source)}: "
@@ -217,6 +218,7 @@ def write_json(path: Path, data) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True)
         f.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp makes files private; results are for everyone to read
     os.replace(tmp, path)
 
 
@@ -253,6 +255,7 @@ def write_provenance_page(manifest: dict, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(suffix=".md", dir=path.parent)
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 

@@ -93,7 +93,7 @@ class DataConfig:
     image_size: int = 500  # longer side in pixels, as VOC's JPEGs; the shorter side is 75-100% of it
     min_instances: int = 1  # at least one object, so every image yields stage-1 crops
     max_instances: int = 6  # enough for occlusion and clutter while every object stays readable
-    min_scale: float = 0.05  # object side / image's shorter side: a few tens of pixels, where FCN fails (Sec. 6.3)
+    min_scale: float = 0.05  # object side / shorter image side: ~20 px at 500 px, where FCN fails (Sec. 6.2)
     max_scale: float = 1.1  # up to filling and overflowing the image, FCN's other failure case
     class_skew: float = 0.7  # Zipf exponent of class frequency: 20**0.7 ~ 8x commonest/rarest, like VOC's
     min_visible: float = 0.3  # an object hidden more than 70% by later ones is moved or dropped: it must stay legible
@@ -130,6 +130,43 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """One training stage: the paper's SGD recipe (Sec. 4.1, 6.1). Used by ``train.train`` (chapter 4).
+
+    Defaults are the paper's stage 1; ``STAGE2_PAPER`` below is its stage 2.
+    """
+
+    iterations: int = 20_000  # optimiser steps; the paper ran 20k in stage 1 and 40k in stage 2
+    batch_size: int = 8  # crops per forward pass (the paper's Caffe batch)
+    accumulate: int = 8  # forward passes per step: 8 x 8 = the paper's effective batch of 64
+    lr: float = 0.01  # the paper's base learning rate
+    lr_step: int = 9_000  # multiply the rate by lr_gamma every lr_step steps (9k in stage 1, 10k in stage 2)
+    lr_gamma: float = 0.1  # the paper's step factor
+    momentum: float = 0.9  # the paper's momentum
+    weight_decay: float = 5e-4  # the paper's weight decay
+    log_every: int = 10  # steps between rows of log.csv; the loss is averaged over them
+    val_every: int = 2_000  # steps between validations on whole val images
+    val_images: int = 0  # val images per validation; 0 = all (fewer keeps frequent checks cheap)
+    checkpoint_every: int = 500  # steps between checkpoints: a killed run repeats at most this many
+    workers: int = 2  # DataLoader processes preparing crops while the network trains
+    amp: bool = True  # bf16 autocast and channels_last on a GPU (the CPU always trains in fp32)
+    sync_bn: bool = True  # under torchrun on GPUs, BN statistics over the global batch (SyncBatchNorm)
+
+    def __post_init__(self) -> None:
+        if min(self.iterations, self.batch_size, self.accumulate, self.lr_step, self.log_every,
+               self.val_every, self.checkpoint_every) < 1 or self.lr <= 0 or self.val_images < 0:
+            raise ValueError(f"invalid TrainConfig {self}: counts must be >= 1 and lr > 0")
+
+    @property
+    def global_batch(self) -> int:
+        """Crops per optimiser step in a single process (times the number of processes under torchrun)."""
+        return self.batch_size * self.accumulate
+
+
+STAGE2_PAPER = TrainConfig(iterations=40_000, lr_step=10_000)  # the paper's stage 2, started from stage 1
+
+
+@dataclass(frozen=True)
 class Preset:
     """A named bundle of the per-concern configs; chapters read only the parts they need."""
 
@@ -137,6 +174,8 @@ class Preset:
     description: str
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    stage1: TrainConfig = field(default_factory=TrainConfig)
+    stage2: TrainConfig = STAGE2_PAPER
     run: RunConfig = field(default_factory=RunConfig)
 
     def replace(self, **changes) -> Preset:

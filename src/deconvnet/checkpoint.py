@@ -1,0 +1,88 @@
+"""Checkpoints that resume exactly, refuse the wrong network, and name trained models by what made them.
+
+* ``save_checkpoint`` writes atomically (temporary file, then rename): a killed run never leaves half a file.
+* ``load_checkpoint`` uses ``torch.load(weights_only=True)`` and refuses a checkpoint whose architecture
+  signature differs from the model it is loaded into, saying what differs.
+* ``cache_key`` hashes the configuration, the data and the source of the training code, so a trained model
+  is reused only when nothing that made it has changed.
+
+Used by ``train`` and by chapters 4-7, which load trained models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+PACKAGE = Path(__file__).resolve().parent
+# The source files whose change must invalidate a trained model: everything a training step executes.
+TRAINING_CODE = ("layers.py", "model.py", "train.py", "checkpoint.py", "distributed.py", "metrics.py", "infer.py",
+                 "pretrained.py", "data/*.py")
+
+
+def signature(model: torch.nn.Module) -> dict:
+    """What a checkpoint must match: the model's class and its full ``ModelConfig``."""
+    return {"kind": type(model).__name__, "model": dataclasses.asdict(model.cfg)}
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """``torch.save`` to a temporary file in the same folder, then an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".pt", prefix=f".{path.stem}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_checkpoint(path: Path, expected: dict | None = None, map_location="cpu") -> dict:
+    """Load ``path`` safely (tensors and plain data only) and check its architecture signature."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if expected is not None and state.get("signature") != expected:
+        saved = state.get("signature") or {}
+        diff = _differences(saved, expected)
+        raise ValueError(
+            f"{path} holds a {saved.get('kind', 'unknown')} made for another configuration ({diff}); it cannot "
+            f"be loaded into this {expected['kind']}. Use the preset and model it was trained with, or retrain."
+        )
+    return state
+
+
+def _differences(saved: dict, expected: dict) -> str:
+    if saved.get("kind") != expected.get("kind"):
+        return f"kind {saved.get('kind')} vs {expected.get('kind')}"
+    a, b = saved.get("model", {}), expected.get("model", {})
+    return ", ".join(f"{k}={a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+
+
+def code_hash(files: tuple[str, ...] = TRAINING_CODE, package: Path = PACKAGE) -> str:
+    """SHA-256 over the training code's source, so editing it retires every cached model."""
+    digest = hashlib.sha256()
+    for pattern in files:
+        for path in sorted(package.glob(pattern)):
+            digest.update(str(path.relative_to(package)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def cache_key(**parts) -> str:
+    """A short hash of configs (dataclasses), data identifiers and the training code's hash."""
+    def plain(value):
+        if dataclasses.is_dataclass(value):
+            return dataclasses.asdict(value)
+        return str(value) if isinstance(value, Path) else value
+
+    text = json.dumps({k: plain(v) for k, v in parts.items()}, sort_keys=True, default=str)
+    text += code_hash()
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
