@@ -138,9 +138,12 @@ def test_corrupt_image_says_which_file(tiny_voc):
 
 def test_error_in_a_dataloader_worker_stays_readable(tiny_voc):
     (tiny_voc / "VOCdevkit/VOC2012/JPEGImages/2007_000002.jpg").write_bytes(b"garbage")
-    loader = DataLoader(VOCSegmentation(tiny_voc, "train"), batch_size=None, num_workers=2)
-    with pytest.raises(ValueError, match=r"cannot read image .*2007_000002\.jpg"):
-        list(loader)
+    batches = iter(DataLoader(VOCSegmentation(tiny_voc, "train"), batch_size=None, num_workers=2))
+    try:
+        with pytest.raises(ValueError, match=r"cannot read image .*2007_000002\.jpg"):
+            list(batches)
+    finally:
+        batches._shutdown_workers()  # else garbage collection joins each worker with a 5 s timeout
 
 
 def test_mask_values_outside_the_classes_are_named(tiny_voc):

@@ -192,6 +192,11 @@ PRESETS: dict[str, Preset] = {
         # ~200 small scenes: the tree and its proposals are made in well under a minute on 2 cores
         data=DataConfig(train_images=160, val_images=48, image_size=128, min_scale=0.08, void_px=1,
                         proposal_side=128),
+        # ~100 steps of 8 crops per stage: seconds per stage, enough to see the loss fall
+        stage1=TrainConfig(iterations=60, batch_size=8, accumulate=1, lr_step=40, log_every=5, val_every=60,
+                           val_images=24, checkpoint_every=30, workers=0),
+        stage2=TrainConfig(iterations=90, batch_size=8, accumulate=1, lr_step=60, log_every=5, val_every=45,
+                           val_images=24, checkpoint_every=45, workers=0),
     ),
     "cpu": Preset(
         name="cpu",

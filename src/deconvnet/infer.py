@@ -18,7 +18,7 @@ def padded_size(h: int, w: int, least: int) -> tuple[int, int]:
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """``(H, W, 3)`` uint8 -> ``(3, H, W)`` float in [0, 1], the models' input."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div_(255)  # a copy
 
 
 @torch.no_grad()

@@ -1,0 +1,107 @@
+"""Trained models on demand: "the stage-2 DeconvNet of this configuration" from disk, or trained now.
+
+A model is found under ``runs/<name>/<recipe>-stage<k>-<key>/final.pt``, where ``key`` hashes everything
+that made it (model, data and training configs, the stage it started from, the seed and the training code;
+see ``checkpoint.cache_key``). Change any of these and the key changes, so a stale model is never reused;
+an interrupted training resumes from its ``last.pt``.
+
+Recipes (paper Sec. 4.2 and the ablations of chapter 4):
+
+* ``two_stage``   - stage 1 on ground-truth-centred crops, then stage 2 on proposal windows (the paper);
+* ``stage2_only`` - proposal windows for the same total number of steps (what most ports do);
+* ``no_bn``       - the paper's two stages without batch normalisation.
+
+Used in chapters 3-7.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import cache_key
+from .config import Preset, TrainConfig
+from .model import build_model
+from .train import load_trained, train
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "data"  # generated scenes and proposals (git-ignored)
+RUNS = ROOT / "runs"  # trained models, logs (git-ignored)
+RECIPES = ("two_stage", "stage2_only", "no_bn")
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A trained model and where it came from."""
+
+    model: torch.nn.Module
+    run_dir: Path
+    history: dict  # {"train": [{step, loss, lr, seconds}], "val": [{step, mean_iou, ...}]}
+    reused: bool  # True when loaded from disk, False when trained by this call
+
+
+def voc_root(preset: Preset, data_root: Path = DATA, progress: bool | None = None) -> Path:
+    """The preset's generated VOC tree (made once, then reused), with proposals cached."""
+    from .data import make_data
+
+    return make_data(preset.data, data_root / preset.name, progress=progress)["voc_root"]
+
+
+def _datasets(preset: Preset, stage: int, root: Path, seed: int):
+    from .data import Stage1Crops, Stage2Windows, VOCSegmentation, cached_proposals
+
+    train_set = VOCSegmentation(root, "train")
+    crop = preset.model.input_size
+    if stage == 1:
+        samples = Stage1Crops(train_set, preset.data, crop, seed=seed)
+    else:
+        samples = Stage2Windows(train_set, cached_proposals(train_set, preset.data), preset.data, crop, seed=seed)
+    return samples, VOCSegmentation(root, "val")
+
+
+def _plan(preset: Preset, recipe: str) -> list[tuple[int, TrainConfig]]:
+    """The stages a recipe trains, as (sample kind, config); the same total steps for every recipe."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; valid recipes are: {', '.join(RECIPES)}")
+    if recipe == "stage2_only":
+        total = preset.stage1.iterations + preset.stage2.iterations
+        return [(2, dataclasses.replace(preset.stage2, iterations=total, lr_step=total))]
+    return [(1, preset.stage1), (2, preset.stage2)]
+
+
+def trained_model(preset: Preset, recipe: str = "two_stage", stage: int = 2, kind: str = "deconvnet", *,
+                  progress: bool | None = None, runs: Path = RUNS, data_root: Path = DATA) -> Trained:
+    """The ``kind`` model after ``stage`` of ``recipe`` for ``preset``: loaded if cached, else trained.
+
+    Stage 2 starts from the stage-1 weights (training stage 1 first if needed), as in the paper.
+    """
+    plan = _plan(preset, recipe)
+    if not 1 <= stage <= len(plan):
+        raise ValueError(f"recipe {recipe!r} has stages 1..{len(plan)}, not {stage}")
+    model_cfg = dataclasses.replace(preset.model, batch_norm=recipe != "no_bn")
+    root = voc_root(preset, data_root, progress)
+    parent, result = None, None
+    for k, (samples_kind, cfg) in enumerate(plan[:stage], start=1):
+        key = cache_key(kind=kind, model=model_cfg, data=preset.data, samples=samples_kind, train=cfg,
+                        parent=parent, seed=preset.run.seed)
+        run_dir = runs / preset.name / f"{recipe}-stage{k}-{key}"
+        result = _train_or_load(kind, model_cfg, samples_kind, cfg, run_dir, parent, preset, root, progress)
+        parent = run_dir
+    return result
+
+
+def _train_or_load(kind, model_cfg, samples_kind, cfg, run_dir: Path, parent: Path | None, preset: Preset,
+                   root: Path, progress) -> Trained:
+    torch.manual_seed(preset.run.seed)
+    model = build_model(model_cfg, kind)
+    if (run_dir / "final.pt").is_file():
+        return Trained(model.eval(), run_dir, load_trained(model, run_dir / "final.pt"), reused=True)
+    if parent is not None:
+        load_trained(model, parent / "final.pt")
+    samples, val_set = _datasets(preset, samples_kind, root, preset.run.seed)
+    history = train(model, samples, cfg, run_dir, val_set=val_set, seed=preset.run.seed,
+                    device=preset.run.torch_device(), progress=bool(progress))
+    return Trained(model.eval(), run_dir, history, reused=False)
