@@ -251,3 +251,21 @@ def test_score_maps_with_a_region():
     xg = x.clone().requires_grad_(True)
     (expected,) = torch.autograd.grad(net(xg)[0, 1, 2, 3], xg)
     torch.testing.assert_close(ours, expected)
+
+
+def test_region_score_makes_a_segmenter_a_classifier_for_captum():
+    """``region=`` and captum on ``RegionScore`` explain the same thing: the summed scores of one region."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 3, 3, padding=1),
+                        nn.ReLU(), nn.Upsample(scale_factor=2), nn.Conv2d(3, 3, 1)).eval()
+    x = torch.rand(2, 3, 8, 8)
+    region = torch.zeros(2, 8, 8, dtype=torch.bool)
+    region[0, 2:5, 1:4] = True
+    region[1, 5:, 5:] = True
+    wrapped = saliency.RegionScore(net, region)
+    assert wrapped(x).shape == (2, 3)
+    for ours, reference in ((saliency.vanilla, Saliency), (saliency.deconvnet, Deconvolution),
+                            (saliency.guided_backprop, GuidedBackprop)):
+        kwargs = {"abs": False} if ours is saliency.vanilla else {}
+        assert_agree(ours(net, x, [1, 2], region=region),
+                     reference(wrapped).attribute(x.clone(), target=[1, 2], **kwargs))

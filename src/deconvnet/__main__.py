@@ -51,6 +51,27 @@ def run_book(args) -> None:
         sys.exit(1)
 
 
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train (or load, if already trained) a model of a preset; torchrun-ready")
+    p.add_argument("--preset", default="auto", help="quick, cpu, paper or auto")
+    p.add_argument("--stage", type=int, default=2, help="train up to this stage (1 or 2; default 2)")
+    p.add_argument("--recipe", default="two_stage", help="two_stage, stage2_only or no_bn")
+    p.add_argument("--model", default="deconvnet", choices=["deconvnet", "fcn8s"])
+    p.set_defaults(func=run_train)
+
+
+def run_train(args) -> None:
+    from .config import get_preset
+    from .pipeline import trained_model
+
+    result = trained_model(get_preset(args.preset), args.recipe, args.stage, args.model, progress=True)
+    last = result.history["val"][-1] if result.history["val"] else {}
+    state = "loaded from" if result.reused else "trained into"
+    print(f"{args.model} ({args.recipe}, stage {args.stage}) {state} {result.run_dir}")
+    if last:
+        print(f"val mean IoU {last['mean_iou']:.3f}, pixel accuracy {last['pixel_accuracy']:.3f} (step {last['step']})")
+
+
 def _literal(text: str):
     """``-p n 3`` gives the int 3, ``-p name abc`` the string 'abc'."""
     import ast
@@ -124,7 +145,7 @@ def run_make_data(args) -> None:
           f"scenes {done['scenes_s']:.1f} s, proposals {done['proposals_s']:.1f} s")
 
 
-COMMANDS = [add_summary, add_book, add_explain, add_make_data]
+COMMANDS = [add_summary, add_book, add_train, add_explain, add_make_data]
 
 
 def main(argv: list[str] | None = None) -> int:

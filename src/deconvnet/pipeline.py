@@ -16,7 +16,10 @@ Used in chapters 3-7.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +31,7 @@ from .model import build_model
 from .train import load_trained, train
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT / "data"  # generated scenes and proposals (git-ignored)
+DATA = ROOT / "data"  # generated scenes and proposals, one tree per preset (git-ignored)
 RUNS = ROOT / "runs"  # trained models, logs (git-ignored)
 RECIPES = ("two_stage", "stage2_only", "no_bn")
 
@@ -43,11 +46,31 @@ class Trained:
     reused: bool  # True when loaded from disk, False when trained by this call
 
 
+@contextlib.contextmanager
+def _exclusive(lock: Path):
+    """One process at a time (e.g. two notebooks under pytest-xdist asking for the same model).
+
+    Under torchrun the processes of one run must work together, so there is no lock.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        yield
+        return
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def voc_root(preset: Preset, data_root: Path = DATA, progress: bool | None = None) -> Path:
     """The preset's generated VOC tree (made once, then reused), with proposals cached."""
     from .data import make_data
 
-    return make_data(preset.data, data_root / preset.name, progress=progress)["voc_root"]
+    folder = data_root / f"synthvoc-{preset.name}"
+    with _exclusive(data_root / f".synthvoc-{preset.name}.lock"):
+        return make_data(preset.data, folder, progress=progress)["voc_root"]
 
 
 def _datasets(preset: Preset, stage: int, root: Path, seed: int):
@@ -88,7 +111,8 @@ def trained_model(preset: Preset, recipe: str = "two_stage", stage: int = 2, kin
         key = cache_key(kind=kind, model=model_cfg, data=preset.data, samples=samples_kind, train=cfg,
                         parent=parent, seed=preset.run.seed)
         run_dir = runs / preset.name / f"{recipe}-stage{k}-{key}"
-        result = _train_or_load(kind, model_cfg, samples_kind, cfg, run_dir, parent, preset, root, progress)
+        with _exclusive(run_dir.with_name(f".{run_dir.name}.lock")):
+            result = _train_or_load(kind, model_cfg, samples_kind, cfg, run_dir, parent, preset, root, progress)
         parent = run_dir
     return result
 

@@ -239,3 +239,21 @@ def check_methods(methods: str | Iterable[str]) -> tuple[str, ...]:
         raise ValueError(f"unknown method(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
                          f"valid methods are: {', '.join(METHODS)} (or 'all')")
     return methods
+
+
+class RegionScore(nn.Module):
+    """A segmentation net seen as a classifier: per image and class, the scores summed over a region, ``(N, K)``.
+
+    ``region`` is ``(N, H, W)``, one per batch item. Tools written for classifiers (captum) can then explain
+    a region of a segmentation map; the functions above take ``region=`` directly and give the same maps,
+    which chapter 7 checks on the trained DeconvNet.
+    """
+
+    def __init__(self, model: nn.Module, region: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("region", region.bool())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores = self.model(x)  # (N, K, H, W)
+        return (scores * self.region[:, None].to(scores.dtype)).sum((2, 3))  # (N, K)

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the plain bar: notebooks capture stderr, and widgets need ipywidgets
 
 from .checkpoint import load_checkpoint, save_checkpoint, signature
 from .config import TrainConfig
@@ -89,7 +89,9 @@ def _optimiser(model: torch.nn.Module, cfg: TrainConfig):
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, val_set, max_images: int = 0, progress: bool = False) -> dict:
-    """Mean IoU, accuracies and per-class IoU on whole val images (paper Sec. 6), BN in inference mode.
+    """Mean IoU, accuracies, per-class IoU and the confusion matrix on whole val images (paper Sec. 6).
+
+    BN runs in inference mode, on its running statistics.
 
     ``val_set`` is a ``data.VOCSegmentation``; ``max_images`` > 0 takes its first images only.
     """
@@ -102,7 +104,7 @@ def evaluate(model: torch.nn.Module, val_set, max_images: int = 0, progress: boo
         scores = segment_whole(model, to_tensor(val_set.load_image(i)))  # (C, H, W)
         metrics.update(scores.argmax(0), labels)
     model.train(was_training)
-    return metrics.summary(getattr(val_set, "classes", None))
+    return {**metrics.summary(getattr(val_set, "classes", None)), "confusion": metrics.matrix.tolist()}
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:
@@ -130,8 +132,9 @@ def train(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: P
           seed: int = 0, device: torch.device | None = None, progress: bool = False) -> dict:
     """Train ``model`` on ``dataset`` for ``cfg.iterations`` steps, resuming from ``run_dir/last.pt``.
 
-    Writes ``last.pt`` every ``checkpoint_every`` steps, ``log.csv`` (step, loss, lr, seconds) and, at the
-    end, ``final.pt`` (weights, signature, history). Returns the history: ``{"train": rows, "val": [...]}``.
+    Writes ``last.pt`` every ``checkpoint_every`` steps, ``log.csv`` (step, mean loss since the previous
+    row, lr, seconds since the previous row) and, at the end, ``final.pt`` (weights, signature, history).
+    Returns the history: ``{"train": rows, "val": [...]}``.
     """
     run_dir = Path(run_dir)
     world = init_world(device or torch.device("cuda" if torch.cuda.is_available() else "cpu"))
@@ -174,9 +177,10 @@ def train(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: P
         window.append(mean_over_world(step_loss, world))
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.iterations:
+            now = time.perf_counter()
             history["train"].append({"step": done, "loss": sum(window) / len(window),
-                                     "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - tic})
-            window = []
+                                     "lr": opt.param_groups[0]["lr"], "seconds": now - tic})
+            window, tic = [], now
             bar.set_postfix(loss=f"{history['train'][-1]['loss']:.4f}")
         if val_set is not None and world.main and (done % cfg.val_every == 0 or done == cfg.iterations):
             history["val"].append({"step": done, **evaluate(model, val_set, cfg.val_images)})

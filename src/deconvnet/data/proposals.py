@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 from torchvision.ops import box_iou
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the plain bar: notebooks capture stderr, and widgets need ipywidgets
 
 from ..config import DataConfig
 from .voc import VOCSegmentation, _read_image

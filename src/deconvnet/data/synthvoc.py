@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the plain bar: notebooks capture stderr, and widgets need ipywidgets
 
 from ..config import DataConfig
 from .shapes import SHAPE_NAMES, draw_shape, shape_extent, shape_transform

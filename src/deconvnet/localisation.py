@@ -1,0 +1,213 @@
+"""Measuring saliency maps: where they point, how much of them lies on the object, what they depend on (chapter 7).
+
+The methods of ``saliency`` make pictures; this module turns pictures into numbers, so that claims such as
+"Grad-CAM localises the object" or "guided backprop ignores the class" can be checked:
+
+* ``pointing_hit`` - the pointing game of Zhang et al. (2016): is the map's maximum on the object?
+* ``energy_inside`` - the share of the map's positive mass that falls inside the object's mask (the
+  "energy-based pointing game" of Wang et al. 2020, Score-CAM).
+* ``map_correlation`` - Pearson correlation of two maps: near 1 for maps of two different classes means the
+  method does not look at the class; near 1 for two different images means it does not look at the image.
+* ``periodic_share`` - the share of a map's variance that repeats with a given period: the checkerboard that
+  strided convolutions leave in deconvnet maps.
+* ``localise`` - all of it over the objects of a segmentation data set, for a segmentation network
+  (Noh et al. 2015's DeconvNet, whose scores are maps; ``saliency``'s ``region`` picks the pixels explained).
+
+Maps are ``(H, W)``; ``to_2d`` makes one from a method's output ``(C, H, W)`` by summing the channels (a
+pixel's total attribution; Grad-CAM's single channel is left as it is).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from . import saliency
+from .data.voc import instances_from_masks
+from .infer import padded_size, to_tensor
+
+
+def to_2d(attribution: torch.Tensor) -> torch.Tensor:
+    """``(C, H, W)`` or ``(H, W)`` -> ``(H, W)`` float: the sum over channels, signs kept."""
+    a = attribution.detach().float().cpu()
+    if a.dim() == 3:
+        a = a.sum(0)
+    if a.dim() != 2:
+        raise ValueError(f"expected a map (H, W) or (C, H, W), got shape {tuple(attribution.shape)}")
+    return a
+
+
+def _mask(mask, shape) -> np.ndarray:
+    m = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask, dtype=bool)
+    if m.shape != tuple(shape):
+        raise ValueError(f"mask of shape {m.shape} for a map of shape {tuple(shape)}")
+    if not m.any():
+        raise ValueError("empty mask: there is no object to point at")
+    return m
+
+
+def pointing_hit(saliency_map: torch.Tensor, mask, tolerance: float = 0) -> float:
+    """The pointing game (Zhang et al. 2016): 1 if the map's maximum lies within ``tolerance`` pixels of the mask.
+
+    Zhang et al. allow 15 pixels on VOC's ~500-pixel images (3% of the side). Ties are shared: the result
+    is the fraction of the maximal pixels that hit, the expected score of a random tie-break. So a constant
+    map scores the share of the image within reach of the object, not whatever the top-left corner scores.
+    """
+    m = to_2d(saliency_map)
+    if not torch.isfinite(m).all():
+        raise ValueError("the map holds NaN or infinite values")
+    mask = _mask(mask, m.shape)
+    # Euclidean distance of every pixel to the nearest mask pixel; within tolerance counts as on the object
+    near = ndimage.distance_transform_edt(~mask) <= tolerance  # (H, W) bool
+    top = (m == m.max()).numpy()
+    return float(near[top].mean())
+
+
+def energy_inside(saliency_map: torch.Tensor, mask) -> float:
+    """Share of the map's positive mass inside the mask (NaN when the map has no positive value)."""
+    m = to_2d(saliency_map).clamp(min=0)
+    mask = _mask(mask, m.shape)
+    total = float(m.sum())
+    if total == 0:
+        return float("nan")
+    return float(m[torch.from_numpy(mask)].sum()) / total
+
+
+def centre_gaussian(h: int, w: int, sigma: float = 0.25) -> torch.Tensor:
+    """A baseline map ``(H, W)``: a Gaussian at the image centre, ``sigma`` a fraction of each side.
+
+    It knows nothing of the image, only that photographers (and our scene generator) tend to put objects
+    near the middle; a saliency method has to beat it to show that it looked at the image.
+    """
+    y = (torch.arange(h, dtype=torch.float32) + 0.5 - h / 2) / (sigma * h)
+    x = (torch.arange(w, dtype=torch.float32) + 0.5 - w / 2) / (sigma * w)
+    return torch.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2))
+
+
+def map_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson correlation of two maps of the same shape, over all their values (NaN if one is constant)."""
+    a, b = a.detach().double().flatten(), b.detach().double().flatten()
+    if a.shape != b.shape:
+        raise ValueError(f"maps of different sizes: {a.numel()} and {b.numel()} values")
+    a, b = a - a.mean(), b - b.mean()
+    denominator = float(a.norm() * b.norm())
+    return float((a * b).sum()) / denominator if denominator > 0 else float("nan")
+
+
+def periodic_share(saliency_map: torch.Tensor, period: int) -> float:
+    """Share of the map's variance in the component that repeats every ``period`` pixels in both directions.
+
+    The map ``(H, W)`` is cut into ``period x period`` tiles (H and W must be multiples of ``period``); the mean
+    tile, repeated, is the periodic component. A map with no grid structure scores about 1 / (number of
+    tiles) by chance, a pure grid pattern 1. A network whose strides multiply to ``period`` (32 for
+    EfficientNet-Lite0 and VGG16) stamps such a pattern on a map it makes without looking at the image.
+    """
+    m = to_2d(saliency_map).double()
+    h, w = m.shape
+    if h % period or w % period:
+        raise ValueError(f"a {h}x{w} map does not split into {period}x{period} tiles")
+    tile = m.reshape(h // period, period, w // period, period).mean((0, 2))  # (period, period)
+    periodic = tile.repeat(h // period, w // period)  # (H, W)
+    total = float(((m - m.mean()) ** 2).sum())
+    return float(((periodic - m.mean()) ** 2).sum()) / total if total > 0 else float("nan")
+
+
+def other_class(labels: Iterable[int], num_classes: int, label: int) -> int:
+    """A wrong target for an object of class ``label``: the next object class (cyclically) absent from the image.
+
+    Background (0) is never chosen. Deterministic, so the comparison repeats exactly.
+    """
+    present = set(int(c) for c in labels)
+    for step in range(1, num_classes):
+        c = (label - 1 + step) % (num_classes - 1) + 1
+        if c not in present:
+            return c
+    raise ValueError(f"every one of the {num_classes - 1} object classes is in the image")
+
+
+METHODS = ("gradcam", "vanilla", "deconvnet", "guided", "guided_gradcam")
+BASELINES = ("centre Gaussian", "uniform")
+
+
+def localise(model: torch.nn.Module, dataset, objects: int, *, layer: str, tolerance: float,
+             targets: Iterable[str] = ("mask", "image"), methods: Iterable[str] = METHODS) -> list[dict]:
+    """Pointing game and energy inside for the first ``objects`` objects of ``dataset`` (chapter 7).
+
+    ``model`` is a segmentation network (``model.DeconvNet``); ``dataset`` a ``data.VOCSegmentation``. For
+    every object, each method explains a class score summed over a ``region`` (``saliency``):
+
+    * ``target="mask"`` - the object's own pixels: "what makes the network call *this region* class c";
+    * ``target="image"`` - every pixel of the image: "where in the image is class c", the classic question
+      of the pointing game, which the network must answer without being told where the object is;
+
+    each once for the object's ground-truth class (``class_used="own"``) and once for a class absent from
+    the image (``"other"``, see ``other_class``). Rows for the baselines (``BASELINES``) come with every
+    target. Returns one dict per (object, target, class used, method) with ``hit``, ``energy``, the object's
+    ``area`` share and, for the ``other`` rows, ``r_own``: the correlation with the own-class map.
+    """
+    methods = saliency.check_methods(methods)
+    targets = tuple(targets)
+    bad = [t for t in targets if t not in ("mask", "image")]
+    if bad:
+        raise ValueError(f"unknown target(s) {bad}; valid targets are: mask, image")
+    rows: list[dict] = []
+    done = 0  # objects measured so far
+    for i in range(len(dataset)):
+        if done >= objects:
+            break
+        cls, obj = dataset.load_masks(i)
+        labels, masks, _ = instances_from_masks(cls, obj)  # (N,), (N, H, W) bool
+        labels, masks = labels[: objects - done], masks[: objects - done]
+        if not len(labels):
+            continue
+        image = to_tensor(dataset.load_image(i))  # (3, H, W)
+        rows += _localise_image(model, image, labels, masks, dataset.ids[i], len(dataset.classes), layer,
+                                tolerance, targets, methods)
+        done += len(labels)
+    return rows
+
+
+def _pad(model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """``(3, H, W)`` -> ``(3, ph, pw)`` padded bottom-right with the mean pixel, as ``infer.segment_whole`` does."""
+    h, w = image.shape[-2:]
+    ph, pw = padded_size(h, w, 32 * model.cfg.fc_kernel)
+    canvas = model.pixel_mean.view(3, 1, 1).expand(3, ph, pw).clone()  # the mean pixel normalises to zero
+    canvas[:, :h, :w] = image.to(canvas.device)
+    return canvas
+
+
+def _localise_image(model, image, labels, masks, image_id, num_classes, layer, tolerance, targets, methods):
+    h, w = image.shape[-2:]
+    n = len(labels)
+    x = _pad(model, image)[None].expand(n, -1, -1, -1)  # (n, 3, ph, pw): one copy per object
+    ph, pw = x.shape[-2:]
+    object_region = torch.zeros(n, ph, pw, dtype=torch.bool)
+    object_region[:, :h, :w] = torch.from_numpy(masks)
+    image_region = torch.zeros(n, ph, pw, dtype=torch.bool)
+    image_region[:, :h, :w] = True  # the padding is not part of the image
+    wrong = [other_class(labels, num_classes, int(c)) for c in labels]
+    baselines = {"centre Gaussian": centre_gaussian(h, w), "uniform": torch.ones(h, w)}
+    rows = []
+    for target in targets:
+        region = object_region if target == "mask" else image_region
+        own = saliency.explain(model, x, labels.tolist(), methods, layer=layer, region=region)
+        other = saliency.explain(model, x, wrong, methods, layer=layer, region=region)
+        for k in range(n):
+            base = dict(image=image_id, object=k, cls=int(labels[k]), area=float(masks[k].mean()), target=target)
+            for method in methods:
+                own_map = to_2d(own[method][k][..., :h, :w])
+                other_map = to_2d(other[method][k][..., :h, :w])
+                for used, m in (("own", own_map), ("other", other_map)):
+                    row = dict(base, class_used=used, method=method, hit=pointing_hit(m, masks[k], tolerance),
+                               energy=energy_inside(m, masks[k]))
+                    if used == "other":
+                        row["r_own"] = map_correlation(own_map, other_map)
+                    rows.append(row)
+            for name, m in baselines.items():
+                rows.append(dict(base, class_used="own", method=name, hit=pointing_hit(m, masks[k], tolerance),
+                                 energy=energy_inside(m, masks[k])))
+    return rows
+

@@ -1,0 +1,124 @@
+"""The localisation measures on maps built so that the right answer is known."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from deconvnet import localisation as loc
+from deconvnet.config import DataConfig, ModelConfig
+from deconvnet.data import VOCSegmentation, make_synthvoc
+from deconvnet.model import DeconvNet
+
+
+def square_mask(h=20, w=20, top=5, left=5, side=4):
+    mask = torch.zeros(h, w, dtype=torch.bool)
+    mask[top : top + side, left : left + side] = True
+    return mask
+
+
+def test_pointing_hit_inside_outside_and_tolerance():
+    mask = square_mask()  # rows/cols 5..8
+    m = torch.zeros(20, 20)
+    m[6, 6] = 1.0
+    assert loc.pointing_hit(m, mask) == 1.0
+    m = torch.zeros(20, 20)
+    m[6, 11] = 1.0  # 3 pixels right of the mask's last column (8)
+    assert loc.pointing_hit(m, mask) == 0.0
+    assert loc.pointing_hit(m, mask, tolerance=2) == 0.0
+    assert loc.pointing_hit(m, mask, tolerance=3) == 1.0
+
+
+def test_pointing_ties_score_the_share_of_maxima_that_hit():
+    mask = square_mask()
+    assert loc.pointing_hit(torch.ones(20, 20), mask) == pytest.approx(16 / 400)  # a flat map: the area share
+    m = torch.zeros(20, 20)
+    m[6, 6] = m[15, 15] = 2.0  # one maximum on the object, one off it
+    assert loc.pointing_hit(m, mask) == 0.5
+
+
+def test_pointing_uses_the_channel_sum_and_refuses_bad_input():
+    mask = square_mask()
+    m = torch.zeros(3, 20, 20)
+    m[0, 15, 15] = 1.0  # the largest single channel value, but ...
+    m[:, 6, 6] = 0.5  # ... the largest sum over channels
+    assert loc.pointing_hit(m, mask) == 1.0
+    with pytest.raises(ValueError, match="empty mask"):
+        loc.pointing_hit(m, torch.zeros(20, 20, dtype=torch.bool))
+    with pytest.raises(ValueError, match="shape"):
+        loc.pointing_hit(m, torch.ones(10, 10, dtype=torch.bool))
+    with pytest.raises(ValueError, match="NaN"):
+        loc.pointing_hit(torch.full((20, 20), float("nan")), mask)
+
+
+def test_energy_inside_counts_positive_mass_only():
+    mask = square_mask()
+    m = torch.zeros(20, 20)
+    m[mask] = 1.0  # 16 units inside
+    m[0, :4] = 4.0  # 16 units outside
+    m[15:, 15:] = -100.0  # negative evidence is not energy
+    assert loc.energy_inside(m, mask) == pytest.approx(0.5)
+    assert loc.energy_inside(torch.ones(20, 20), mask) == pytest.approx(16 / 400)
+    assert math.isnan(loc.energy_inside(-torch.ones(20, 20), mask))
+
+
+def test_centre_gaussian_peaks_at_the_centre():
+    g = loc.centre_gaussian(21, 31)
+    assert g.shape == (21, 31)
+    assert divmod(int(g.argmax()), 31) == (10, 15)
+    assert loc.pointing_hit(g, square_mask(21, 31, top=9, left=14, side=3)) == 1.0
+
+
+def test_map_correlation():
+    a = torch.randn(8, 8, generator=torch.Generator().manual_seed(0))
+    assert loc.map_correlation(a, 3 * a + 1) == pytest.approx(1.0)
+    assert loc.map_correlation(a, -a) == pytest.approx(-1.0)
+    assert math.isnan(loc.map_correlation(a, torch.ones(8, 8)))
+    with pytest.raises(ValueError, match="different sizes"):
+        loc.map_correlation(a, torch.ones(4, 4))
+
+
+def test_periodic_share_finds_a_grid_and_not_noise():
+    tile = torch.randn(8, 8, generator=torch.Generator().manual_seed(0))
+    grid = tile.repeat(6, 6)  # (48, 48), a pure period-8 pattern
+    assert loc.periodic_share(grid, 8) == pytest.approx(1.0)
+    noise = torch.randn(3, 256, 256, generator=torch.Generator().manual_seed(1))
+    assert loc.periodic_share(noise, 32) == pytest.approx(1 / 64, rel=0.2)  # chance: 1 / (number of tiles)
+    assert loc.periodic_share(grid + 0.0 * noise[0, :48, :48], 8) > 0.99
+    with pytest.raises(ValueError, match="tiles"):
+        loc.periodic_share(grid, 7)
+
+
+def test_other_class_is_absent_and_never_background():
+    assert loc.other_class([3, 4], 21, 3) == 5
+    assert loc.other_class([20], 21, 20) == 1  # wraps round, skipping background
+    with pytest.raises(ValueError, match="every one"):
+        loc.other_class([1, 2], 3, 1)
+
+
+@pytest.fixture(scope="module")
+def val(tmp_path_factory):
+    cfg = DataConfig(train_images=1, val_images=3, image_size=64, min_scale=0.3, void_px=1, proposal_side=64)
+    root = tmp_path_factory.mktemp("synth")
+    make_synthvoc(cfg, root, workers=1, progress=False)
+    return VOCSegmentation(root, "val")
+
+
+def test_localise_rows_cover_every_object_target_and_method(val):
+    torch.manual_seed(0)
+    model = DeconvNet(ModelConfig(width=1 / 16, input_size=64, fc_kernel=2, pretrained=False)).eval()
+    model.apply(lambda m: nn.init.normal_(m.weight, std=0.3) if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
+                else None)  # a random net with a live signal, so no map is all zero
+    rows = loc.localise(model, val, objects=2, layer="encoder.blocks.4", tolerance=1)
+    objects = {(r["image"], r["object"]) for r in rows}
+    assert len(objects) == 2
+    per_object = 2 * (2 * len(loc.METHODS) + len(loc.BASELINES))  # targets x (own + other per method + baselines)
+    assert len(rows) == 2 * per_object
+    for r in rows:
+        assert 0 <= r["hit"] <= 1 and (math.isnan(r["energy"]) or 0 <= r["energy"] <= 1)
+        assert (r["class_used"] == "other") == ("r_own" in r)
+    uniform = [r for r in rows if r["method"] == "uniform"]
+    assert all(r["energy"] == pytest.approx(r["area"]) for r in uniform)
+    with pytest.raises(ValueError, match="valid targets"):
+        loc.localise(model, val, objects=1, layer="encoder.blocks.4", tolerance=1, targets=["box"])
