@@ -43,8 +43,9 @@ render: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# One torch thread per pytest worker: two workers with two threads each would fight over two cores.
 test: lint
-	$(BIN)/python -m pytest -n $(strip $(JOBS)) --dist loadfile --nbval-lax tests notebooks
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(strip $(JOBS)) --dist loadfile --nbval-lax tests notebooks
 
 clean:
 	rm -rf _build

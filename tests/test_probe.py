@@ -82,10 +82,11 @@ def test_fit_matches_scikit_learn():
     l2 = 1e-3
     ours = probe.fit_probe(x, y, 3, l2=l2, balanced=False)
     z = ((x - x.mean(0)) / x.std(0, unbiased=False)).double().numpy()
-    ref = LogisticRegression(C=1 / (2 * l2 * len(x)), tol=1e-10, max_iter=10_000).fit(z, y.numpy())
+    options = dict(C=1 / (2 * l2 * len(x)), tol=1e-10, max_iter=10_000)
+    ref = LogisticRegression(**options).fit(z, y.numpy())
     np.testing.assert_allclose(ours.logits(x).softmax(1).numpy(), ref.predict_proba(z), atol=1e-4)
-    weighted = probe.fit_probe(x, y, 3, l2=l2)  # balanced: scikit-learn's class_weight="balanced", rescaled
-    ref = LogisticRegression(C=1 / (2 * l2 * 3), class_weight="balanced", tol=1e-10, max_iter=10_000).fit(z, y.numpy())
+    weighted = probe.fit_probe(x, y, 3, l2=l2)  # balanced, the default: class_weight="balanced", same C
+    ref = LogisticRegression(class_weight="balanced", **options).fit(z, y.numpy())
     np.testing.assert_allclose(weighted.logits(x).softmax(1).numpy(), ref.predict_proba(z), atol=1e-4)
 
 

@@ -170,7 +170,7 @@ def localise(model: torch.nn.Module, dataset, objects: int, *, layer: str, toler
     return rows
 
 
-def _pad(model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
+def pad_image(model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
     """``(3, H, W)`` -> ``(3, ph, pw)`` padded bottom-right with the mean pixel, as ``infer.segment_whole`` does."""
     h, w = image.shape[-2:]
     ph, pw = padded_size(h, w, 32 * model.cfg.fc_kernel)
@@ -182,7 +182,7 @@ def _pad(model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
 def _localise_image(model, image, labels, masks, image_id, num_classes, layer, tolerance, targets, methods):
     h, w = image.shape[-2:]
     n = len(labels)
-    x = _pad(model, image)[None].expand(n, -1, -1, -1)  # (n, 3, ph, pw): one copy per object
+    x = pad_image(model, image)[None].expand(n, -1, -1, -1)  # (n, 3, ph, pw): one copy per object
     ph, pw = x.shape[-2:]
     object_region = torch.zeros(n, ph, pw, dtype=torch.bool)
     object_region[:, :h, :w] = torch.from_numpy(masks)

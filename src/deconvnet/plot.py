@@ -167,6 +167,37 @@ def projection_grid(projections, columns: int = 9) -> plt.Figure:
     return fig
 
 
+def localisation_bars(rows, target: str = "image", methods=None, baselines=("centre Gaussian", "uniform"),
+                      tolerance: float | None = None) -> plt.Figure:
+    """Pointing-game hit rate and energy inside the object per method, for the object's class and an absent one.
+
+    ``rows`` are ``localisation.localise``'s; only those of ``target`` are drawn. Baselines are dashed lines.
+    Error bars are one standard error over objects (chapter 7).
+    """
+    rows = [r for r in rows if r["target"] == target]
+    methods = methods or list(dict.fromkeys(r["method"] for r in rows if r["method"] not in baselines))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    for ax, key, label in ((axes[0], "hit", "pointing game: hit rate"),
+                           (axes[1], "energy", "energy inside the object")):
+        for offset, used, colour in ((-0.2, "own", "#4C72B0"), (0.2, "other", "#A6BDDB")):
+            values = [np.array([r[key] for r in rows if r["method"] == m and r["class_used"] == used], float)
+                      for m in methods]
+            means = [np.nanmean(v) for v in values]
+            errors = [np.nanstd(v) / np.sqrt(max(np.isfinite(v).sum(), 1)) for v in values]
+            ax.bar(np.arange(len(methods)) + offset, means, 0.4, yerr=errors, color=colour, capsize=2,
+                   label="object's class" if used == "own" else "a class absent from the image")
+        for b, style in zip(baselines, (":", "--"), strict=False):
+            level = np.nanmean([r[key] for r in rows if r["method"] == b])
+            ax.axhline(level, color="#C44E52", ls=style, lw=1.2, label=f"baseline: {b}")
+        ax.set_xticks(range(len(methods)), [SALIENCY_TITLES.get(m, m) for m in methods], rotation=20, ha="right")
+        ax.set_ylim(0, 1)
+        ax.set_title(label + (f" (tolerance {tolerance:g} px)" if key == "hit" and tolerance is not None else ""),
+                     fontsize=10)
+    axes[1].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
 def save_figure(fig: plt.Figure, path, dpi: int = 120) -> None:
     """Save ``fig`` atomically (a temporary name, then ``os.replace``): readers never see half a file."""
     import os

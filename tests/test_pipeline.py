@@ -1,0 +1,55 @@
+"""Trained models on demand: trained once, then loaded; any change of configuration trains anew."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from deconvnet.config import DataConfig, ModelConfig, Preset, TrainConfig
+from deconvnet.pipeline import trained_model
+
+TINY = Preset(
+    name="tiny",
+    description="a preset small enough for a unit test",
+    model=ModelConfig(width=0.0625, input_size=64, fc_kernel=2, pretrained=False),
+    data=DataConfig(train_images=8, val_images=3, image_size=80, proposal_side=80, max_proposals=200),
+    stage1=TrainConfig(iterations=2, batch_size=2, accumulate=1, lr_step=10, log_every=1, val_every=2,
+                       val_images=2, checkpoint_every=2, workers=0),
+    stage2=TrainConfig(iterations=2, batch_size=2, accumulate=1, lr_step=10, log_every=1, val_every=2,
+                       val_images=2, checkpoint_every=2, workers=0),
+)
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    return {"runs": root / "runs", "data_root": root / "data"}
+
+
+def test_two_stages_then_reuse(dirs):
+    first = trained_model(TINY, "two_stage", stage=2, **dirs)
+    assert not first.reused and first.run_dir.name.startswith("two_stage-stage2-")
+    assert len(list((dirs["runs"] / "tiny").glob("two_stage-stage1-*/final.pt"))) == 1, "stage 1 came first"
+    again = trained_model(TINY, "two_stage", stage=2, **dirs)
+    assert again.reused and again.run_dir == first.run_dir
+    for name, value in first.model.state_dict().items():
+        assert torch.equal(value, again.model.state_dict()[name])
+    assert again.history["val"][-1]["step"] == 2
+
+
+def test_a_changed_config_is_not_served_a_stale_model(dirs):
+    base = trained_model(TINY, "two_stage", stage=1, **dirs)
+    changed = dataclasses.replace(TINY, stage1=dataclasses.replace(TINY.stage1, lr=0.02))
+    other = trained_model(changed, "two_stage", stage=1, **dirs)
+    assert not other.reused and other.run_dir != base.run_dir
+
+
+def test_recipes(dirs):
+    no_bn = trained_model(TINY, "no_bn", stage=1, **dirs)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in no_bn.model.modules())
+    only = trained_model(TINY, "stage2_only", stage=1, **dirs)
+    assert only.history["train"][-1]["step"] == 4, "the same total budget as the two stages"
+    with pytest.raises(ValueError, match="valid recipes are: two_stage, stage2_only, no_bn"):
+        trained_model(TINY, "one_stage", **dirs)
+    with pytest.raises(ValueError, match="has stages 1..1"):
+        trained_model(TINY, "stage2_only", stage=2, **dirs)
