@@ -68,6 +68,8 @@ def measure(kind: str, preset: str, device: torch.device, batch: int, bf16: bool
             loss = torch.nn.functional.cross_entropy(model(x).float(), y)
         loss.backward()
 
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     fwd, step = timed(forward, device, repeats), timed(train_step, device, repeats)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return {"model": kind, "preset": preset, "batch": batch, "precision": "bf16+cl" if bf16 else "fp32",

@@ -1,4 +1,5 @@
-"""Metrics agree with scikit-learn's confusion matrix and Jaccard score; void pixels are not counted."""
+"""Metrics agree with scikit-learn's confusion matrix and Jaccard score; void pixels are not counted; boundary F1
+and instance IoU match hand-computed cases."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,15 @@ import torch
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import jaccard_score
 
-from deconvnet.metrics import SegmentationMetrics, confusion_matrix
+from deconvnet.metrics import (
+    Scoreboard,
+    SegmentationMetrics,
+    boundary_f1,
+    confusion_matrix,
+    instance_ious,
+    region_boundary,
+    size_bin,
+)
 
 
 def test_against_scikit_learn():
@@ -37,3 +46,76 @@ def test_absent_class_is_nan_and_left_out_of_the_mean():
 def test_labels_out_of_range_are_refused():
     with pytest.raises(ValueError, match="outside 0..2"):
         confusion_matrix(torch.tensor([0]), torch.tensor([7]), 3)
+
+
+# --- boundary F1 and instance IoU (chapters 5, 6) --------------------------------------------------------
+
+def _square_scene():
+    """6x6: a 3x3 object of class 1 at rows/cols 1-3; the prediction is the same square one column right."""
+    target = np.zeros((6, 6), np.int64)
+    target[1:4, 1:4] = 1
+    pred = np.zeros((6, 6), np.int64)
+    pred[1:4, 2:5] = 1
+    return pred, target
+
+
+def test_region_boundary_is_the_inner_outline_and_ignores_the_image_border():
+    _, target = _square_scene()
+    outline = region_boundary(target == 1)
+    assert outline.sum() == 8 and not outline[2, 2]  # a 3x3 square: all but its centre
+    assert region_boundary(np.ones((4, 4), bool)).sum() == 0  # touching the border is no boundary
+
+
+def test_boundary_f1_by_hand():
+    pred, target = _square_scene()
+    # tolerance 0: object outlines share 4 of 8 pixels (P = R = 1/2, F1 = 1/2); background outlines (the
+    # 12 pixels around each square) share 4 (F1 = 1/3). Mean over the two classes: 5/12.
+    assert boundary_f1(pred, target, tolerance=0) == pytest.approx(5 / 12)
+    # tolerance 1: every outline pixel has a partner at distance <= 1
+    assert boundary_f1(pred, target, tolerance=1) == pytest.approx(1.0)
+    assert boundary_f1(target, target, tolerance=0) == 1.0
+    # a class only the prediction has scores 0 and joins the mean
+    wrong = pred.copy()
+    wrong[5, 5] = 2
+    assert boundary_f1(wrong, target, tolerance=1) == pytest.approx((1 + 12 / 13 + 0) / 3)  # background: P 12/14
+
+
+def test_boundary_f1_void_is_not_the_class_and_is_never_predicted():
+    target = np.zeros((8, 8), np.int64)
+    target[2:6, 2:6] = 255  # void band
+    target[3:5, 3:5] = 1
+    pred = np.zeros((8, 8), np.int64)
+    pred[2:6, 2:6] = 1  # the object grown over its void band: one pixel off everywhere
+    # the predicted outline's corners lie sqrt(2) from the true one: a tolerance of 1.5 px covers the band
+    assert boundary_f1(pred, target, tolerance=1.5) == pytest.approx(1.0)
+    assert boundary_f1(pred, target, tolerance=0) == pytest.approx(0.5)  # object 0, background 1
+    with pytest.raises(ValueError, match="differ in size"):
+        boundary_f1(pred[:4], target)
+
+
+def test_instance_iou_by_hand():
+    pred, target = _square_scene()
+    labels, masks = np.array([1]), (target == 1)[None]
+    # the 2x window (6x6 about the square's centre, clipped to the image) sees TP 6, FN 3, FP 3 -> 6/12
+    ious, scales = instance_ious(pred, target, labels, masks)
+    assert ious.tolist() == [pytest.approx(0.5)] and scales.tolist() == [pytest.approx(3 / 6)]
+    # another object of the same class elsewhere, predicted, does not count against this one
+    target2, pred2 = target.copy(), pred.copy()
+    target2[5, 5] = pred2[5, 5] = 1
+    masks2 = np.stack([target2 == 1, np.zeros_like(target2, bool)])
+    masks2[0, 5, 5], masks2[1, 5, 5] = False, True
+    ious2, _ = instance_ious(pred2, target2, np.array([1, 1]), masks2)
+    assert ious2.tolist() == [pytest.approx(0.5), pytest.approx(1.0)]
+
+
+def test_scoreboard_splits_instances_by_size():
+    assert size_bin([0.05, 0.15, 0.3, 0.4, 0.9]).tolist() == [0, 1, 1, 2, 2]
+    board = Scoreboard(num_classes=2)
+    pred, target = _square_scene()
+    board.update(pred, target, np.array([1]), (target == 1)[None])
+    board.update(target, target, np.array([1]), (target == 1)[None])
+    summary = board.summary(["bg", "obj"])
+    assert summary["images"] == 2 and summary["by_size"]["large"] == {"mean_iou": pytest.approx(0.75), "instances": 2}
+    assert summary["by_size"]["small"] == {"mean_iou": None, "instances": 0}
+    assert summary["boundary_f1"] == pytest.approx(1.0)  # default tolerance: 1 px on this tiny image
+    assert summary["mean_iou"] == board.metrics.mean_iou()

@@ -151,3 +151,17 @@ def test_imagenet_vgg16_projection_on_real_photos():
     p = projection.project(vgg, images, found[0])
     assert found[0].value > 0 and p.crop().abs().max() > 0
     assert p.patch.shape[1:] == p.crop().shape[1:]
+
+
+def test_project_all_equals_one_at_a_time():
+    encoder = small_encoder()
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    found = projection.strongest(encoder, images, "conv5_3", [1, 4], k=3)
+    found += projection.strongest(encoder, images, "conv3_3", [2], k=2)
+    batched = projection.project_all(encoder, images, found, chunk=4)
+    assert [p.activation for p in batched] == found
+    for p in batched:
+        one = projection.project(encoder, images, p.activation)
+        torch.testing.assert_close(p.pixels, one.pixels, rtol=1e-5, atol=1e-6 * float(one.pixels.abs().max()))
+        assert p.box == one.box
+        torch.testing.assert_close(p.patch, one.patch)

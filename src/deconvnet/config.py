@@ -167,6 +167,34 @@ STAGE2_PAPER = TrainConfig(iterations=40_000, lr_step=10_000)  # the paper's sta
 
 
 @dataclass(frozen=True)
+class InferConfig:
+    """Instance-wise inference, the ensemble and its CRF (paper Sec. 3.3, 5.1, 6.2). Used by ``aggregate`` and
+    ``ensemble`` (chapters 5 and 6) and by ``python -m deconvnet segment``.
+
+    Defaults are the ``paper`` preset's.
+    """
+
+    top_n: int = 50  # proposals segmented per image: the paper keeps the top 50 of ~2000 (Sec. 5.1)
+    batch_size: int = 50  # windows per forward pass: one image's proposals go through the network together
+    uncovered: str = "background"  # pixels no window covers: "background" (the paper's zero padding) or "whole"
+    eval_images: int = 0  # val images chapters 5 and 6 score; 0 = all but the tuning images
+    tune_images: int = 100  # the last val images, kept apart to tune the CRF on, never scored
+
+    def __post_init__(self) -> None:
+        if self.top_n < 1 or self.batch_size < 1 or self.eval_images < 0 or self.tune_images < 0:
+            raise ValueError(f"invalid InferConfig {self}: top_n and batch_size must be >= 1, image counts >= 0")
+        if self.uncovered not in ("background", "whole"):
+            raise ValueError(f"uncovered={self.uncovered!r}: use 'background' or 'whole'")
+
+    def image_split(self, n: int) -> tuple[list[int], list[int]]:
+        """Indices of the val images to score and of those to tune the CRF on (the last ones), disjoint."""
+        tune = min(self.tune_images, n - 1)  # at least one image is scored
+        rest = n - tune
+        scored = rest if self.eval_images == 0 else min(self.eval_images, rest)
+        return list(range(scored)), list(range(rest, n))
+
+
+@dataclass(frozen=True)
 class Preset:
     """A named bundle of the per-concern configs; chapters read only the parts they need."""
 
@@ -176,6 +204,7 @@ class Preset:
     data: DataConfig = field(default_factory=DataConfig)
     stage1: TrainConfig = field(default_factory=TrainConfig)
     stage2: TrainConfig = STAGE2_PAPER
+    infer: InferConfig = field(default_factory=InferConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def replace(self, **changes) -> Preset:
@@ -197,6 +226,8 @@ PRESETS: dict[str, Preset] = {
                            val_images=24, checkpoint_every=30, workers=0),
         stage2=TrainConfig(iterations=90, batch_size=8, accumulate=1, lr_step=60, log_every=5, val_every=45,
                            val_images=24, checkpoint_every=45, workers=0),
+        # 10 scored images x 50 windows keep chapters 5 and 6 well under a minute and a half each
+        infer=InferConfig(eval_images=10, tune_images=5),
     ),
     "cpu": Preset(
         name="cpu",
@@ -212,6 +243,8 @@ PRESETS: dict[str, Preset] = {
                            val_images=100, checkpoint_every=250, workers=1),
         stage2=TrainConfig(iterations=2000, batch_size=8, accumulate=1, lr_step=1500, log_every=20,
                            val_every=500, val_images=100, checkpoint_every=250, workers=1),
+        # 100 scored images (5,000 windows) take a few minutes per chapter; 40 more tune the CRF
+        infer=InferConfig(eval_images=100, tune_images=40),
     ),
     "paper": Preset(
         name="paper",

@@ -4,6 +4,10 @@ PASCAL VOC's measure is the IoU of each class, TP / (TP + FP + FN), summed over 
 dividing (not averaged per image), then averaged over the 21 classes. Void pixels (255) are not counted.
 ``tests/test_metrics.py`` checks this against scikit-learn's confusion matrix and Jaccard score.
 
+Two measures that mean IoU hides (chapters 5 and 6): ``boundary_f1``, the SegNet paper's boundary F1, which
+asks whether the outlines are in the right place, and ``instance_ious``, one IoU per ground-truth object,
+which ``Scoreboard`` splits by object size to test the paper's claim about small and large objects.
+
 Used in chapters 4 (training), 5 (aggregation) and 6 (ensemble).
 """
 
@@ -11,7 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+from scipy import ndimage
 
 VOID = 255  # VOC's label for the boundary band and ambiguous pixels
 
@@ -68,3 +74,135 @@ class SegmentationMetrics:
             "mean_accuracy": self.mean_accuracy(),
             "iou": {n: (None if v != v else float(v)) for n, v in zip(names, self.iou().tolist(), strict=True)},
         }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Boundary accuracy and accuracy by object size (chapters 5 and 6)
+# ---------------------------------------------------------------------------------------------------------
+
+BF_TOLERANCE = 0.0075  # SegNet's boundary F1 counts a boundary pixel as matched within 0.75% of the diagonal
+# Object scale = sqrt(box area / image area). Below 0.15 an object spans less than ~1/7 of the image side, so
+# a network seeing the whole image has only a few pool5 cells on it; above 0.4 it fills a large part of the
+# image. The paper's claim (Sec. 5.1) is about both ends.
+SIZE_EDGES = (0.15, 0.4)
+SIZE_NAMES = ("small", "medium", "large")
+
+
+def region_boundary(mask: np.ndarray) -> np.ndarray:
+    """``(H, W)`` bool: pixels of ``mask`` with a 4-neighbour outside it (the image border is no boundary)."""
+    m = np.pad(mask, 1, mode="edge")
+    inner = m[1:-1, 1:-1]
+    return inner & ~(m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:])
+
+
+def _matched(points: np.ndarray, others: np.ndarray, tolerance: float) -> int:
+    """How many ``points`` pixels lie within ``tolerance`` pixels (Euclidean) of some ``others`` pixel."""
+    if not points.any() or not others.any():
+        return 0
+    distance = ndimage.distance_transform_edt(~others)  # (H, W) distance to the nearest `others` pixel
+    return int((distance[points] <= tolerance).sum())
+
+
+def boundary_f1(pred, target, tolerance: float | None = None) -> float:
+    """Boundary F1 of one image, as the SegNet paper's BF score (Csurka et al. 2013; chapters 5, 6).
+
+    For each class in the ground truth or the prediction, its boundary pixels (``region_boundary``) are
+    matched both ways within ``tolerance`` pixels (default ``BF_TOLERANCE`` x the image diagonal, at least
+    1): precision is the share of predicted boundary pixels near a true one, recall the share of true
+    boundary pixels near a predicted one. A class that only one side has scores 0; a class without boundary
+    on both sides (it fills the image) scores 1. The image's score is the mean over those classes.
+    Void (255) is "not the class" in the ground truth, so a true boundary lies at the inner edge of the void
+    band; the tolerance should be at least the band's width.
+    """
+    pred, target = np.asarray(pred), np.asarray(target)
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction {pred.shape} and target {target.shape} differ in size")
+    if tolerance is None:
+        tolerance = max(1.0, BF_TOLERANCE * float(np.hypot(*target.shape)))
+    classes = sorted((set(np.unique(target).tolist()) - {VOID}) | set(np.unique(pred).tolist()))
+    scores = []
+    for c in classes:
+        gt, pr = region_boundary(target == c), region_boundary(pred == c)
+        if not (target == c).any() or not (pred == c).any():
+            scores.append(0.0)
+        elif not gt.any() and not pr.any():
+            scores.append(1.0)
+        else:
+            precision = _matched(pr, gt, tolerance) / max(int(pr.sum()), 1)
+            recall = _matched(gt, pr, tolerance) / max(int(gt.sum()), 1)
+            scores.append(0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def instance_ious(pred, target, labels, masks, margin: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """IoU of each ground-truth instance with the prediction of its class near it, and the instance's scale.
+
+    ``labels (N,)`` and ``masks (N, H, W)`` are the instances (``data.voc.instances_from_masks``). Around
+    each instance a window ``margin`` times its box (about the centre, clipped to the image) is compared:
+    true positives are its pixels predicted as its class, false negatives its other pixels, false positives
+    the window's other pixels predicted as its class. Void and other instances of the same class are left
+    out, so that spill-over around an object counts against it, but objects elsewhere do not.
+    Returns ``ious (N,)`` and ``scales (N,)`` = sqrt(box area / image area). Chapters 5 and 6.
+    """
+    pred, target, masks = np.asarray(pred), np.asarray(target), np.asarray(masks, bool)
+    h, w = target.shape
+    ious, scales = [], []
+    for label, mask in zip(np.asarray(labels).tolist(), masks, strict=True):
+        ys, xs = np.nonzero(mask)
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        scales.append(np.sqrt((y1 - y0) * (x1 - x0) / (h * w)))
+        cy, cx, hh, hw = (y0 + y1) / 2, (x0 + x1) / 2, (y1 - y0) * margin / 2, (x1 - x0) * margin / 2
+        window = np.zeros_like(mask)
+        rows = slice(max(0, int(cy - hh)), min(h, int(np.ceil(cy + hh))))
+        cols = slice(max(0, int(cx - hw)), min(w, int(np.ceil(cx + hw))))
+        window[rows, cols] = True
+        counted = window & (target != VOID) & ((target != label) | mask)  # other same-class objects left out
+        hit = pred == label
+        tp = int((mask & hit & counted).sum())
+        fn = int((mask & ~hit & counted).sum())
+        fp = int((~mask & hit & counted).sum())
+        ious.append(tp / max(tp + fn + fp, 1))
+    return np.array(ious, np.float64), np.array(scales, np.float64)
+
+
+def size_bin(scales) -> np.ndarray:
+    """Index into ``SIZE_NAMES`` (small, medium, large) of each scale, by ``SIZE_EDGES``."""
+    return np.digitize(np.asarray(scales), SIZE_EDGES)
+
+
+@dataclass
+class Scoreboard:
+    """Everything chapters 5 and 6 report for one method, accumulated image by image.
+
+    ``update(pred, target, labels, masks)`` adds one image: the confusion matrix (mean and per-class IoU),
+    its boundary F1, and each instance's IoU and scale. ``summary`` gives plain numbers for JSON.
+    """
+
+    num_classes: int = 21
+    tolerance: float | None = None  # boundary F1 tolerance in pixels; None: 0.75% of each image's diagonal
+    metrics: SegmentationMetrics = field(default=None)
+    boundary: list = field(default_factory=list)  # one boundary F1 per image
+    instances: list = field(default_factory=list)  # (iou, scale) per ground-truth instance
+
+    def __post_init__(self) -> None:
+        if self.metrics is None:
+            self.metrics = SegmentationMetrics(self.num_classes)
+
+    def update(self, pred, target, labels=None, masks=None) -> None:
+        pred_t, target_t = torch.as_tensor(np.asarray(pred)), torch.as_tensor(np.asarray(target))
+        self.metrics.update(pred_t, target_t)
+        self.boundary.append(boundary_f1(pred_t.numpy(), target_t.numpy(), self.tolerance))
+        if labels is not None and len(labels):
+            ious, scales = instance_ious(pred_t.numpy(), target_t.numpy(), labels, masks)
+            self.instances += list(zip(ious.tolist(), scales.tolist(), strict=True))
+
+    def by_size(self) -> dict[str, dict]:
+        """Mean instance IoU and instance count per size bin (small, medium, large)."""
+        ious = np.array([i for i, _ in self.instances], np.float64)
+        bins = size_bin([s for _, s in self.instances])
+        return {name: {"mean_iou": float(ious[bins == k].mean()) if (bins == k).any() else None,
+                       "instances": int((bins == k).sum())} for k, name in enumerate(SIZE_NAMES)}
+
+    def summary(self, class_names: list[str] | None = None) -> dict:
+        return {**self.metrics.summary(class_names), "boundary_f1": float(np.mean(self.boundary)),
+                "by_size": self.by_size(), "images": len(self.boundary)}

@@ -118,7 +118,7 @@ class LinearProbe:
 
 
 def fit_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, l2: float = 1e-4,
-              balanced: bool = True, iterations: int = 500) -> LinearProbe:
+              balanced: bool = True, iterations: int = 100) -> LinearProbe:
     """Fit a ``LinearProbe`` to ``(P, C)`` feature rows and ``(P,)`` labels in ``0..num_classes - 1``.
 
     Minimises the weighted mean cross-entropy plus ``l2 * |W|^2`` with L-BFGS (scipy): the problem is convex,
@@ -155,7 +155,7 @@ def fit_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, l2
 
     with threadpool_limits(1):  # small products: on a busy 2-core machine one thread is many times faster
         fit = minimize(loss_and_grad, np.zeros(k * c + k), jac=True, method="L-BFGS-B",
-                       options=dict(maxiter=iterations, ftol=1e-12, gtol=1e-8))
+                       options=dict(maxiter=iterations, ftol=1e-10, gtol=1e-6))
     w, b = fit.x[: k * c].reshape(k, c), fit.x[k * c :]
     as_float = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float()  # noqa: E731
     return LinearProbe(as_float(w), as_float(b), as_float(mean), as_float(std))

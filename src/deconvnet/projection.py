@@ -168,6 +168,35 @@ def project(model: nn.Module, images: torch.Tensor, activation: Activation) -> P
     return Projection(a, signal[0], box, images[a.image, :, top:bottom, left:right])
 
 
+@torch.no_grad()
+def project_all(model: nn.Module, images: torch.Tensor, activations: Sequence[Activation],
+                chunk: int = 8) -> list[Projection]:
+    """``project`` for many activations at once: one forward pass per layer, the way back in batches.
+
+    Same results as ``[project(model, images, a) for a in activations]`` (``tests/test_projection.py``), for
+    about half the cost: ``project`` runs the forward pass again for every activation. ``chunk`` activations
+    travel back together (memory grows with it). Chapter 2 projects a few dozen units this way.
+    """
+    encoder, normalise = _parts(model)
+    out: dict[int, Projection] = {}
+    for layer in dict.fromkeys(a.layer for a in activations):
+        mine = [(k, a) for k, a in enumerate(activations) if a.layer == layer]
+        maps, steps = trace(encoder, normalise(images), layer)  # (N, C, h, w); switches for all N images
+        for start in range(0, len(mine), chunk):
+            part = mine[start : start + chunk]
+            which = torch.tensor([a.image for _, a in part])
+            signal = torch.zeros(len(part), *maps.shape[1:], dtype=maps.dtype)  # (B, C, h, w)
+            for b, (_, a) in enumerate(part):
+                signal[b, a.channel, a.row, a.col] = maps[a.image, a.channel, a.row, a.col]
+            for module, size, switches in reversed(steps):
+                signal = project_step(module, signal, (len(part), *size[1:]),
+                                      None if switches is None else switches[which])
+            for b, (k, a) in enumerate(part):
+                top, left, bottom, right = box = receptive_field(encoder, layer, a.row, a.col, images.shape[-2:])
+                out[k] = Projection(a, signal[b], box, images[a.image, :, top:bottom, left:right])
+    return [out[k] for k in range(len(activations))]
+
+
 def receptive_field(encoder: VGGEncoder, layer: str, row: int, col: int,
                     size: Sequence[int] | None = None) -> tuple[int, int, int, int]:
     """``(top, left, bottom, right)`` of the input pixels unit ``(row, col)`` of ``layer`` can see.

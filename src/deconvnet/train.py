@@ -144,7 +144,7 @@ def train(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: P
     history: dict = {"train": [], "val": []}
     start = 0
     if (run_dir / "last.pt").is_file():
-        state = load_checkpoint(run_dir / "last.pt", sig, map_location=world.device)
+        state = load_checkpoint(run_dir / "last.pt", sig)  # on the CPU: the RNG state must stay there
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
