@@ -60,7 +60,14 @@ def test_energy_inside_counts_positive_mass_only():
     m[15:, 15:] = -100.0  # negative evidence is not energy
     assert loc.energy_inside(m, mask) == pytest.approx(0.5)
     assert loc.energy_inside(torch.ones(20, 20), mask) == pytest.approx(16 / 400)
-    assert math.isnan(loc.energy_inside(-torch.ones(20, 20), mask))
+
+
+def test_an_empty_map_scores_like_a_flat_one():
+    mask = square_mask()
+    empty = -torch.rand(3, 20, 20)  # nothing positive anywhere
+    assert loc.is_empty(empty) and loc.is_empty(torch.zeros(20, 20)) and not loc.is_empty(torch.ones(20, 20))
+    assert loc.energy_inside(empty, mask) == loc.energy_inside(torch.ones(20, 20), mask) == pytest.approx(16 / 400)
+    assert loc.pointing_hit(torch.zeros(20, 20), mask) == pytest.approx(16 / 400)
 
 
 def test_centre_gaussian_peaks_at_the_centre():
@@ -110,15 +117,36 @@ def test_localise_rows_cover_every_object_target_and_method(val):
     model = DeconvNet(ModelConfig(width=1 / 16, input_size=64, fc_kernel=2, pretrained=False)).eval()
     model.apply(lambda m: nn.init.normal_(m.weight, std=0.3) if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
                 else None)  # a random net with a live signal, so no map is all zero
-    rows = loc.localise(model, val, objects=2, layer="encoder.blocks.4", tolerance=1)
+    rows = loc.localise(model, val, objects=2, layer="encoder.blocks.4", tolerance=1, per_image=1)
     objects = {(r["image"], r["object"]) for r in rows}
-    assert len(objects) == 2
+    assert len(objects) == 2 and len({image for image, _ in objects}) == 2  # one object from each of two images
     per_object = 2 * (2 * len(loc.METHODS) + len(loc.BASELINES))  # targets x (own + other per method + baselines)
     assert len(rows) == 2 * per_object
     for r in rows:
-        assert 0 <= r["hit"] <= 1 and (math.isnan(r["energy"]) or 0 <= r["energy"] <= 1)
+        assert 0 <= r["hit"] <= 1 and 0 <= r["energy"] <= 1 and isinstance(r["empty"], bool)
         assert (r["class_used"] == "other") == ("r_own" in r)
     uniform = [r for r in rows if r["method"] == "uniform"]
     assert all(r["energy"] == pytest.approx(r["area"]) for r in uniform)
     with pytest.raises(ValueError, match="valid targets"):
         loc.localise(model, val, objects=1, layer="encoder.blocks.4", tolerance=1, targets=["box"])
+
+
+def test_chapter_7_figures_draw():
+    import matplotlib.pyplot as plt
+
+    from deconvnet import plot
+
+    image = torch.rand(3, 16, 16)
+    maps = {"vanilla": torch.randn(2, 3, 16, 16), "gradcam": torch.rand(2, 1, 16, 16)}
+    region = square_mask(16, 16)
+    side = {"ground truth": plot.colour_mask(region.numpy().astype(int))}
+    fig = plot.saliency_grid(image, maps, [(1, "a", 0.5), (2, "b", 0.1)], region=region, side=side, size=1.5)
+    assert len(fig.axes) == 6 and fig.axes[3].images  # the side panel sits under the input
+    rows = [dict(target="image", method=m, class_used=u, hit=0.5, energy=0.2) for m in ("vanilla", "gradcam")
+            for u in ("own", "other")] + [dict(target="image", method="uniform", class_used="own", hit=0.1,
+                                               energy=0.1)]
+    bars = plot.localisation_bars(rows, baselines=("uniform",), tolerance=3)
+    assert len(bars.axes) == 2
+    for f in (fig, bars):
+        f.canvas.draw()
+        plt.close(f)

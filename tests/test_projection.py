@@ -165,3 +165,31 @@ def test_project_all_equals_one_at_a_time():
         torch.testing.assert_close(p.pixels, one.pixels, rtol=1e-5, atol=1e-6 * float(one.pixels.abs().max()))
         assert p.box == one.box
         torch.testing.assert_close(p.patch, one.patch)
+
+
+def test_switches_from_another_image_reroute_the_projection():
+    encoder = small_encoder()
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    (act,) = projection.strongest(encoder, images, "pool2", [3], k=1)
+    own, other = projection.project_all(encoder, images, [act, act], switches_from=[act.image, 1 - act.image])
+    torch.testing.assert_close(own.pixels, projection.project(encoder, images, act).pixels)
+    assert not torch.allclose(own.pixels, other.pixels), "other switches send the signal elsewhere"
+    assert own.box == other.box and torch.equal(own.patch, other.patch), "the unit and its patch stay the same"
+    with pytest.raises(ValueError, match="switches_from has 1 entries for 2 activations"):
+        projection.project_all(encoder, images, [act, act], switches_from=[0])
+
+
+def test_edge_agreement_is_high_where_the_projection_follows_the_edges():
+    patch = torch.zeros(3, 40, 40)
+    patch[:, :, 20:] = 1  # one vertical edge
+    on_edge = torch.zeros(3, 40, 40)
+    on_edge[:, :, 19:21] = 1
+    off_edge = torch.zeros(3, 40, 40)
+    off_edge[:, :, 4:6] = 1
+    act = projection.Activation("conv1_1", 0, 0, 0, 0, 1.0)
+    box = (0, 0, 40, 40)
+    high = projection.edge_agreement(projection.Projection(act, on_edge, box, patch))
+    low = projection.edge_agreement(projection.Projection(act, off_edge, box, patch))
+    assert high > 0.9 and low < 0
+    flat = projection.Projection(act, on_edge, box, torch.zeros(3, 40, 40))
+    assert projection.edge_agreement(flat) == 0.0

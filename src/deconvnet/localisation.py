@@ -67,13 +67,22 @@ def pointing_hit(saliency_map: torch.Tensor, mask, tolerance: float = 0) -> floa
 
 
 def energy_inside(saliency_map: torch.Tensor, mask) -> float:
-    """Share of the map's positive mass inside the mask (NaN when the map has no positive value)."""
+    """Share of the map's positive mass inside the mask.
+
+    A map without any positive value (``is_empty``) says nothing about where the object is; like a flat map,
+    it scores the mask's share of the image, as a tie does in ``pointing_hit``.
+    """
     m = to_2d(saliency_map).clamp(min=0)
     mask = _mask(mask, m.shape)
     total = float(m.sum())
     if total == 0:
-        return float("nan")
+        return float(mask.mean())
     return float(m[torch.from_numpy(mask)].sum()) / total
+
+
+def is_empty(saliency_map: torch.Tensor) -> bool:
+    """True when the map has no positive value: the backward signal died (all clipped away) before the input."""
+    return bool((to_2d(saliency_map) <= 0).all())
 
 
 def centre_gaussian(h: int, w: int, sigma: float = 0.25) -> torch.Tensor:
@@ -133,8 +142,12 @@ BASELINES = ("centre Gaussian", "uniform")
 
 
 def localise(model: torch.nn.Module, dataset, objects: int, *, layer: str, tolerance: float,
-             targets: Iterable[str] = ("mask", "image"), methods: Iterable[str] = METHODS) -> list[dict]:
-    """Pointing game and energy inside for the first ``objects`` objects of ``dataset`` (chapter 7).
+             targets: Iterable[str] = ("mask", "image"), methods: Iterable[str] = METHODS,
+             per_image: int | None = 2) -> list[dict]:
+    """Pointing game and energy inside for ``objects`` objects of ``dataset``, in its order (chapter 7).
+
+    At most ``per_image`` objects are taken from each image, the largest first (None: all of them), so that
+    a few crowded scenes do not make up the whole sample.
 
     ``model`` is a segmentation network (``model.DeconvNet``); ``dataset`` a ``data.VOCSegmentation``. For
     every object, each method explains a class score summed over a ``region`` (``saliency``):
@@ -145,8 +158,9 @@ def localise(model: torch.nn.Module, dataset, objects: int, *, layer: str, toler
 
     each once for the object's ground-truth class (``class_used="own"``) and once for a class absent from
     the image (``"other"``, see ``other_class``). Rows for the baselines (``BASELINES``) come with every
-    target. Returns one dict per (object, target, class used, method) with ``hit``, ``energy``, the object's
-    ``area`` share and, for the ``other`` rows, ``r_own``: the correlation with the own-class map.
+    target. Returns one dict per (object, target, class used, method) with ``hit``, ``energy``, ``empty``
+    (``is_empty``), the object's ``area`` share and, for the ``other`` rows, ``r_own``: the correlation with
+    the own-class map (NaN when either map is constant, e.g. all zero).
     """
     methods = saliency.check_methods(methods)
     targets = tuple(targets)
@@ -160,7 +174,8 @@ def localise(model: torch.nn.Module, dataset, objects: int, *, layer: str, toler
             break
         cls, obj = dataset.load_masks(i)
         labels, masks, _ = instances_from_masks(cls, obj)  # (N,), (N, H, W) bool
-        labels, masks = labels[: objects - done], masks[: objects - done]
+        largest = np.argsort(-masks.sum((1, 2)), kind="stable")[: per_image][: objects - done]
+        labels, masks = labels[largest], masks[largest]
         if not len(labels):
             continue
         image = to_tensor(dataset.load_image(i))  # (3, H, W)
@@ -202,12 +217,12 @@ def _localise_image(model, image, labels, masks, image_id, num_classes, layer, t
                 other_map = to_2d(other[method][k][..., :h, :w])
                 for used, m in (("own", own_map), ("other", other_map)):
                     row = dict(base, class_used=used, method=method, hit=pointing_hit(m, masks[k], tolerance),
-                               energy=energy_inside(m, masks[k]))
+                               energy=energy_inside(m, masks[k]), empty=is_empty(m))
                     if used == "other":
                         row["r_own"] = map_correlation(own_map, other_map)
                     rows.append(row)
             for name, m in baselines.items():
                 rows.append(dict(base, class_used="own", method=name, hit=pointing_hit(m, masks[k], tolerance),
-                                 energy=energy_inside(m, masks[k])))
+                                 energy=energy_inside(m, masks[k]), empty=False))
     return rows
 

@@ -34,6 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data"  # generated scenes and proposals, one tree per preset (git-ignored)
 RUNS = ROOT / "runs"  # trained models, logs (git-ignored)
 RECIPES = ("two_stage", "stage2_only", "no_bn")
+# TrainConfig fields that change the bookkeeping of a run, never its weights: left out of the cache key.
+BOOKKEEPING = ("workers", "log_every", "val_every", "val_images", "checkpoint_every")
+WORKERS_ENV = "DECONVNET_WORKERS"  # overrides TrainConfig.workers for this machine; results do not change
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,8 @@ def trained_model(preset: Preset, recipe: str = "two_stage", stage: int = 2, kin
     root = voc_root(preset, data_root, progress)
     parent, result = None, None
     for k, (samples_kind, cfg) in enumerate(plan[:stage], start=1):
-        key = cache_key(kind=kind, model=model_cfg, data=preset.data, samples=samples_kind, train=cfg,
+        decisive = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in BOOKKEEPING}
+        key = cache_key(kind=kind, model=model_cfg, data=preset.data, samples=samples_kind, train=decisive,
                         parent=parent, seed=preset.run.seed)
         run_dir = runs / preset.name / f"{recipe}-stage{k}-{key}"
         with _exclusive(run_dir.with_name(f".{run_dir.name}.lock")):
@@ -126,6 +130,8 @@ def _train_or_load(kind, model_cfg, samples_kind, cfg, run_dir: Path, parent: Pa
     if parent is not None:
         load_trained(model, parent / "final.pt")
     samples, val_set = _datasets(preset, samples_kind, root, preset.run.seed)
+    if os.environ.get(WORKERS_ENV):
+        cfg = dataclasses.replace(cfg, workers=int(os.environ[WORKERS_ENV]))
     history = train(model, samples, cfg, run_dir, val_set=val_set, seed=preset.run.seed,
                     device=preset.run.torch_device(), progress=bool(progress))
     return Trained(model.eval(), run_dir, history, reused=False)

@@ -115,12 +115,13 @@ def heatmap_overlay(image: torch.Tensor, cam: torch.Tensor, alpha: float = 0.5) 
 
 
 def saliency_grid(image: torch.Tensor, maps: dict[str, torch.Tensor], predictions, region=None,
-                  size: float = 2.2) -> plt.Figure:
+                  size: float = 2.2, side: dict | None = None) -> plt.Figure:
     """Rows = methods, columns = classes (chapter 7 demo, ``deconvnet explain``).
 
     ``image`` is ``(3, H, W)`` in [0, 1]; ``maps[method]`` holds one map per class, ``(K, C, H, W)``;
     ``predictions`` are K ``(index, name, probability)`` triples (``classifier.topk``). ``region`` (H, W),
     the pixels whose score was explained (a segmentation net's object), is outlined on every panel.
+    ``side`` maps titles to ``(H, W, 3)`` images shown under the input (e.g. ground truth and prediction).
     """
     methods, k = list(maps), len(predictions)
     fig, axes = plt.subplots(len(methods), k + 1, figsize=(size * (k + 1), (size + 0.1) * len(methods)),
@@ -131,6 +132,10 @@ def saliency_grid(image: torch.Tensor, maps: dict[str, torch.Tensor], prediction
         ax.spines[:].set_visible(False)
     axes[0, 0].imshow(image.detach().float().cpu().permute(1, 2, 0).numpy())
     axes[0, 0].set_title("input")
+    for row, (title, picture) in enumerate((side or {}).items(), start=1):
+        if row < len(methods):
+            axes[row, 0].imshow(picture, interpolation="nearest")
+            axes[row, 0].set_title(title, fontsize=9)
     for row, method in enumerate(methods):
         axes[row, 1].set_ylabel(SALIENCY_TITLES.get(method, method))
         for col, (_, name, probability) in enumerate(predictions, start=1):
@@ -140,7 +145,7 @@ def saliency_grid(image: torch.Tensor, maps: dict[str, torch.Tensor], prediction
             if row == 0:
                 axes[row, col].set_title(f"{name}\np = {probability:.2f}", fontsize=9)
     if region is not None:  # white outline of the explained pixels
-        outlined = [axes[0, 0], *axes[:, 1:].flat]
+        outlined = [axes[0, 0], *axes[1 : 1 + len(side or {}), 0], *axes[:, 1:].flat]
         for ax in outlined:
             ax.contour(np.asarray(region, dtype=float), levels=[0.5], colors="white", linewidths=0.9)
     fig.tight_layout()

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -170,31 +171,54 @@ def project(model: nn.Module, images: torch.Tensor, activation: Activation) -> P
 
 @torch.no_grad()
 def project_all(model: nn.Module, images: torch.Tensor, activations: Sequence[Activation],
-                chunk: int = 8) -> list[Projection]:
+                switches_from: Sequence[int] | None = None, chunk: int = 8) -> list[Projection]:
     """``project`` for many activations at once: one forward pass per layer, the way back in batches.
 
     Same results as ``[project(model, images, a) for a in activations]`` (``tests/test_projection.py``), for
-    about half the cost: ``project`` runs the forward pass again for every activation. ``chunk`` activations
-    travel back together (memory grows with it). Chapter 2 projects a few dozen units this way.
+    about half the cost: ``project`` runs the forward pass again for every activation. ``switches_from[k]``
+    names the image of the batch whose switches route activation ``k`` back (default: its own image); with
+    another photo's switches the projection shows what the switches, not the filters, contribute. ``chunk``
+    activations travel back together (memory grows with it). Chapter 2 projects a few dozen units this way.
     """
     encoder, normalise = _parts(model)
+    routes = list(switches_from) if switches_from is not None else [a.image for a in activations]
+    if len(routes) != len(activations):
+        raise ValueError(f"switches_from has {len(routes)} entries for {len(activations)} activations")
     out: dict[int, Projection] = {}
     for layer in dict.fromkeys(a.layer for a in activations):
         mine = [(k, a) for k, a in enumerate(activations) if a.layer == layer]
         maps, steps = trace(encoder, normalise(images), layer)  # (N, C, h, w); switches for all N images
         for start in range(0, len(mine), chunk):
             part = mine[start : start + chunk]
-            which = torch.tensor([a.image for _, a in part])
+            route = torch.tensor([routes[k] for k, _ in part])
             signal = torch.zeros(len(part), *maps.shape[1:], dtype=maps.dtype)  # (B, C, h, w)
             for b, (_, a) in enumerate(part):
                 signal[b, a.channel, a.row, a.col] = maps[a.image, a.channel, a.row, a.col]
             for module, size, switches in reversed(steps):
                 signal = project_step(module, signal, (len(part), *size[1:]),
-                                      None if switches is None else switches[which])
+                                      None if switches is None else switches[route])
             for b, (k, a) in enumerate(part):
                 top, left, bottom, right = box = receptive_field(encoder, layer, a.row, a.col, images.shape[-2:])
                 out[k] = Projection(a, signal[b], box, images[a.image, :, top:bottom, left:right])
     return [out[k] for k in range(len(activations))]
+
+
+def edge_agreement(projection_: Projection, smooth: float = 2.0) -> float:
+    """Pearson correlation, inside the receptive field, between the projection's strength and the patch's edges.
+
+    Strength is ``|projection|`` summed over colours and blurred (Gaussian, ``smooth`` pixels) to forgive the
+    checkerboard of transposed strided filters; edges are the Sobel gradient magnitude of the patch's grey
+    level. Zeiler & Fergus's projections trace the structure of the patch that caused them (their Fig. 2);
+    chapter 2 compares this number with switches from the right photo and from other photos.
+    """
+    from scipy import ndimage
+
+    grey = projection_.patch.detach().float().mean(0).cpu().numpy()  # (h, w)
+    edges = np.hypot(ndimage.sobel(grey, 0), ndimage.sobel(grey, 1))
+    strength = ndimage.gaussian_filter(projection_.crop().detach().abs().sum(0).cpu().numpy(), smooth)
+    if edges.std() == 0 or strength.std() == 0:
+        return 0.0
+    return float(np.corrcoef(strength.ravel(), edges.ravel())[0, 1])
 
 
 def receptive_field(encoder: VGGEncoder, layer: str, row: int, col: int,

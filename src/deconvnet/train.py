@@ -116,6 +116,11 @@ def _write_log(path: Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
+def _describe(device: torch.device) -> str:
+    """Where a model was trained, kept in its history (a GPU-trained model is bf16-trained)."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
 def _prepare(model: torch.nn.Module, cfg: TrainConfig, world: World):
     model.to(world.device)
     if world.device.type == "cuda" and cfg.amp:
@@ -141,7 +146,7 @@ def train(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: P
     sig = signature(model)
     net = _prepare(model, cfg, world)
     opt, sched = _optimiser(model, cfg)
-    history: dict = {"train": [], "val": []}
+    history: dict = {"train": [], "val": [], "device": _describe(world.device)}
     start = 0
     if (run_dir / "last.pt").is_file():
         state = load_checkpoint(run_dir / "last.pt", sig)  # on the CPU: the RNG state must stay there
