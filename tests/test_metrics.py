@@ -119,3 +119,16 @@ def test_scoreboard_splits_instances_by_size():
     assert summary["by_size"]["small"] == {"mean_iou": None, "instances": 0}
     assert summary["boundary_f1"] == pytest.approx(1.0)  # default tolerance: 1 px on this tiny image
     assert summary["mean_iou"] == board.metrics.mean_iou()
+
+
+def test_where_and_what_separates_finding_from_naming():
+    from deconvnet.metrics import WhereAndWhat
+
+    target = torch.tensor([[0, 1, 1, 255], [0, 2, 2, 0]])
+    scores = torch.zeros(3, 2, 4)
+    scores[0] = torch.tensor([[5.0, -5, -5, 0], [5, -5, -5, 5]])  # finds exactly the four object pixels
+    scores[1] = torch.tensor([[0.0, 1, 1, 0], [0, 1, 0, 0]])
+    scores[2] = torch.tensor([[0.0, 0, 0, 0], [0, 0, 2, 0]])  # named right: both 1s and one of the 2s
+    w = WhereAndWhat()
+    w.update(scores, target)
+    assert w.summary() == {"where_iou": 1.0, "what_accuracy": 0.75}

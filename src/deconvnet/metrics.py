@@ -189,7 +189,7 @@ class Scoreboard:
             self.metrics = SegmentationMetrics(self.num_classes)
 
     def update(self, pred, target, labels=None, masks=None) -> None:
-        pred_t, target_t = torch.as_tensor(np.asarray(pred)), torch.as_tensor(np.asarray(target))
+        pred_t, target_t = torch.as_tensor(np.array(pred)), torch.as_tensor(np.array(target))  # writable copies
         self.metrics.update(pred_t, target_t)
         self.boundary.append(boundary_f1(pred_t.numpy(), target_t.numpy(), self.tolerance))
         if labels is not None and len(labels):
@@ -206,3 +206,32 @@ class Scoreboard:
     def summary(self, class_names: list[str] | None = None) -> dict:
         return {**self.metrics.summary(class_names), "boundary_f1": float(np.mean(self.boundary)),
                 "by_size": self.by_size(), "images": len(self.boundary)}
+
+
+@dataclass
+class WhereAndWhat:
+    """Splits segmentation quality into *where* (object vs background) and *what* (which class).
+
+    ``where``: IoU of the predicted foreground, P(background) < 0.5, with the true foreground. ``what``: the
+    share of true object pixels whose most likely *object* class is right. A network that finds objects but
+    cannot name them scores on the first and not the second, while its mean IoU (argmax over all 21 classes)
+    can sit at the all-background level. Used in chapter 4.
+    """
+
+    inter: int = 0
+    union: int = 0
+    named: int = 0
+    objects: int = 0
+
+    def update(self, scores: torch.Tensor, target: torch.Tensor) -> None:
+        """``scores`` ``(C, H, W)`` (class 0 = background), ``target`` ``(H, W)`` with 255 = void."""
+        scores, target = scores.float().cpu(), target.cpu()
+        valid, truth = target != VOID, (target != 0) & (target != VOID)
+        found = torch.softmax(scores, 0)[0] < 0.5
+        self.inter += int((found & truth).sum())
+        self.union += int(((found | truth) & valid).sum())
+        self.named += int(((scores[1:].argmax(0) + 1 == target) & truth).sum())
+        self.objects += int(truth.sum())
+
+    def summary(self) -> dict:
+        return {"where_iou": self.inter / max(self.union, 1), "what_accuracy": self.named / max(self.objects, 1)}
