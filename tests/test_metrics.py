@@ -131,4 +131,4 @@ def test_where_and_what_separates_finding_from_naming():
     scores[2] = torch.tensor([[0.0, 0, 0, 0], [0, 0, 2, 0]])  # named right: both 1s and one of the 2s
     w = WhereAndWhat()
     w.update(scores, target)
-    assert w.summary() == {"where_iou": 1.0, "what_accuracy": 0.75}
+    assert w.summary() == {"where_iou": 1.0, "what_accuracy": 0.75, "what_baseline": 0.5}

@@ -222,6 +222,7 @@ class WhereAndWhat:
     union: int = 0
     named: int = 0
     objects: int = 0
+    per_class: dict = field(default_factory=dict)  # object pixels per true class, for the majority baseline
 
     def update(self, scores: torch.Tensor, target: torch.Tensor) -> None:
         """``scores`` ``(C, H, W)`` (class 0 = background), ``target`` ``(H, W)`` with 255 = void."""
@@ -232,6 +233,10 @@ class WhereAndWhat:
         self.union += int(((found | truth) & valid).sum())
         self.named += int(((scores[1:].argmax(0) + 1 == target) & truth).sum())
         self.objects += int(truth.sum())
+        for c, n in zip(*torch.unique(target[truth], return_counts=True), strict=True):
+            self.per_class[int(c)] = self.per_class.get(int(c), 0) + int(n)
 
     def summary(self) -> dict:
-        return {"where_iou": self.inter / max(self.union, 1), "what_accuracy": self.named / max(self.objects, 1)}
+        """``what_baseline`` is what naming every object pixel with the commonest class would score."""
+        return {"where_iou": self.inter / max(self.union, 1), "what_accuracy": self.named / max(self.objects, 1),
+                "what_baseline": max(self.per_class.values(), default=0) / max(self.objects, 1)}
