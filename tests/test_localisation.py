@@ -129,6 +129,15 @@ def test_localise_rows_cover_every_object_target_and_method(val):
     assert all(r["energy"] == pytest.approx(r["area"]) for r in uniform)
     with pytest.raises(ValueError, match="valid targets"):
         loc.localise(model, val, objects=1, layer="encoder.blocks.4", tolerance=1, targets=["box"])
+    # objects explained together or one at a time: the same numbers (these images pad to the same size)
+    one_by_one = loc.localise(model, val, objects=2, layer="encoder.blocks.4", tolerance=1, per_image=1, batch=1)
+    def key(r):
+        return r["image"], r["object"], r["target"], r["method"], r["class_used"]
+
+    one_by_one, rows = sorted(one_by_one, key=key), sorted(rows, key=key)
+    assert [key(r) for r in one_by_one] == [key(r) for r in rows]
+    for a, b in zip(one_by_one, rows, strict=True):
+        assert a["hit"] == pytest.approx(b["hit"]) and a["energy"] == pytest.approx(b["energy"], abs=1e-6)
 
 
 def test_chapter_7_figures_draw():
@@ -150,3 +159,22 @@ def test_chapter_7_figures_draw():
     for f in (fig, bars):
         f.canvas.draw()
         plt.close(f)
+
+
+def test_summary_table_means_per_method():
+    rows = [
+        dict(target="image", method="gradcam", class_used="own", hit=1.0, energy=0.5, empty=False),
+        dict(target="image", method="gradcam", class_used="own", hit=0.0, energy=0.3, empty=True),
+        dict(target="image", method="gradcam", class_used="other", hit=0.0, energy=0.1, empty=False, r_own=0.2),
+        dict(target="image", method="uniform", class_used="own", hit=0.1, energy=0.1, empty=False),
+        dict(target="mask", method="gradcam", class_used="own", hit=0.0, energy=0.0, empty=False),
+    ]
+    table = loc.summary_table(rows, "image")
+    assert list(table.index) == ["gradcam", "uniform"]
+    assert table.loc["gradcam", "pointing, own class"] == 0.5
+    assert table.loc["gradcam", "energy inside, own class"] == pytest.approx(0.4)
+    assert table.loc["gradcam", "r(own, absent)"] == 0.2
+    assert table.loc["gradcam", "empty maps"] == pytest.approx(1 / 3)
+    assert math.isnan(table.loc["uniform", "pointing, absent class"])
+    with pytest.raises(ValueError, match="no rows"):
+        loc.summary_table(rows, "box")

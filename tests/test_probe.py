@@ -42,6 +42,7 @@ def constructed(lab: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
         "classes": classes + noise,
         "coarse": F.avg_pool2d(classes[None], 8)[0],  # (K, H / 8, W / 8): the classes, blurred by the stride
         "noise": torch.randn(3, *lab.shape, generator=g),
+        "bright": (3 - 2 * classes[:1]).expand(2, -1, -1),  # (2, H, W): 3 on objects, 1 on background
     }
 
 
@@ -67,6 +68,11 @@ def test_coarse_features_lose_the_boundary_first(scores):
     s = scores["coarse"]
     assert s.shape_iou > 0.8 and s.object_accuracy > 0.9, "the overall shape and class survive a stride of 8"
     assert s.boundary_accuracy < 0.95 < scores["classes"].boundary_accuracy, "but not the exact boundary"
+
+
+def test_object_contrast(scores):
+    assert scores["bright"].object_contrast == pytest.approx(3.0)
+    assert scores["classes"].object_contrast == pytest.approx(1, abs=0.05)  # one-hot: the same mean everywhere
 
 
 def test_noise_gives_nothing(scores):

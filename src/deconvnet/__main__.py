@@ -145,7 +145,98 @@ def run_make_data(args) -> None:
           f"scenes {done['scenes_s']:.1f} s, proposals {done['proposals_s']:.1f} s")
 
 
-COMMANDS = [add_summary, add_book, add_train, add_explain, add_make_data]
+def add_segment(sub) -> None:
+    p = sub.add_parser("segment", help="segment one image with DeconvNet, FCN-8s or their ensemble, optionally "
+                                       "with the dense CRF (chapters 5, 6)")
+    p.add_argument("image", help="image file (JPEG, PNG, ...); greyscale, palette, 16-bit and RGBA are converted")
+    p.add_argument("--model", default="edeconvnet", choices=["deconvnet", "fcn8s", "edeconvnet"],
+                   help="deconvnet: top-50 proposals, max-aggregated; fcn8s: whole image; edeconvnet: the mean of "
+                        "both (default)")
+    p.add_argument("--rule", default="mean", choices=["mean", "product"],
+                   help="ensemble rule: mean of probabilities (the paper, default) or product of scores (release)")
+    p.add_argument("--crf", action="store_true", help="refine with the fully connected CRF (release settings)")
+    p.add_argument("--out", default="segment", help="folder for <image>_labels.png and <image>_overlay.png")
+    p.add_argument("--preset", default="auto", help="whose trained models: quick, cpu, paper or auto (default)")
+    p.set_defaults(func=run_segment)
+
+
+MAX_SIDE = 2048  # the aggregation keeps three (C, H, W) maps: ~1 GB at 2048 px; shrink larger images first
+
+
+def run_segment(args) -> None:
+    from pathlib import Path
+
+    import numpy as np
+
+    from .classifier import load_image
+    from .config import get_preset
+    from .ensemble import RELEASE_CRF, segment
+    from .pipeline import trained_model, voc_root
+
+    preset = get_preset(args.preset)  # refuse a bad name before reading anything
+    image = np.array(load_image(args.image), dtype=np.uint8)  # (H, W, 3); clear errors for missing/corrupt
+    h, w = image.shape[:2]
+    if min(h, w) < 8 or max(h, w) > MAX_SIDE:
+        raise ValueError(f"{args.image} is {w}x{h} pixels; segment needs 8 to {MAX_SIDE} pixels per side "
+                         f"(resize it first)")
+    nets = {}
+    if args.model in ("deconvnet", "edeconvnet"):
+        nets["deconvnet"] = trained_model(preset, progress=True).model
+    if args.model in ("fcn8s", "edeconvnet"):
+        nets["fcn"] = trained_model(preset, kind="fcn8s", progress=True).model
+    classes = _class_names(voc_root(preset), nets)
+    result = segment(image, preset.data, preset.infer, model=args.model, rule=args.rule,
+                     crf=RELEASE_CRF if args.crf else None, **nets)
+    labels = result.labels.numpy().astype(np.uint8)  # (H, W)
+    out = Path(args.out)
+    stem = Path(args.image).stem
+    paths = _write_outputs(out, stem, image, labels)
+    shares = np.bincount(labels.ravel(), minlength=len(classes)) / labels.size
+    found = ", ".join(f"{classes[c]} {shares[c]:.0%}" for c in np.argsort(-shares) if shares[c] > 0)
+    print(f"{args.model}{' + CRF' if args.crf else ''} ({preset.name} preset): {found}")
+    print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()))
+    for path in paths:
+        print(f"wrote {path}")
+
+
+def _class_names(root, nets) -> list[str]:
+    """The class names of the tree the models were trained on (SynthVOC's shapes, or VOC's 21 classes)."""
+    from .data import VOCSegmentation
+
+    classes = list(VOCSegmentation(root, "val").classes)
+    n = next(iter(nets.values())).cfg.num_classes
+    return classes if len(classes) == n else [str(c) for c in range(n)]
+
+
+def _write_outputs(out, stem: str, image, labels) -> list:
+    """``<stem>_labels.png`` (VOC palette, pixel = class) and ``<stem>_overlay.png``, each written atomically."""
+    import os
+    import tempfile
+
+    from PIL import Image
+
+    from .data.voc import save_index_png
+    from .plot import label_overlay
+
+    out.mkdir(parents=True, exist_ok=True)
+    writers = {
+        out / f"{stem}_labels.png": lambda path: save_index_png(path, labels),
+        out / f"{stem}_overlay.png": lambda path: Image.fromarray(label_overlay(image, labels)).save(path, "PNG"),
+    }
+    for path, write in writers.items():
+        fd, tmp = tempfile.mkstemp(suffix=".png", prefix=f".{path.stem}.", dir=out)
+        os.close(fd)
+        try:
+            write(tmp)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    return list(writers)
+
+
+COMMANDS = [add_summary, add_book, add_train, add_explain, add_make_data, add_segment]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -320,3 +320,15 @@ def load_result(name: str, results: Path | None = None) -> dict:
         if path.is_file():
             return json.loads(path.read_text())
     raise FileNotFoundError(f"no result {name}.json in {results or results_dir()} or {RESULTS}: run its chapter first")
+
+
+def glue_text(name: str, text) -> None:
+    """Glue ``text`` for ``{glue:md}`name``` in a chapter's markdown: shown as plain words and numbers.
+
+    ``{glue:}`` shows a glued string as its Python repr, in quotes; a Markdown object pasted with
+    ``{glue:md}`` reads as part of the sentence. Used by chapters 5 and 6.
+    """
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    glue(name, Markdown(str(text)), display=False)

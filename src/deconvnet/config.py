@@ -232,9 +232,9 @@ PRESETS: dict[str, Preset] = {
                            val_images=24, checkpoint_every=30, workers=0),
         stage2=TrainConfig(iterations=90, batch_size=8, accumulate=1, lr_step=60, log_every=5, val_every=45,
                            val_images=24, checkpoint_every=45, workers=0),
-        # 10 scored images x 50 windows keep chapters 5 and 6 well under a minute and a half each; a CRF
-        # search of 4 settings on 5 images (128 px: about 0.1-0.3 s per CRF pass)
-        infer=InferConfig(eval_images=10, tune_images=5, crf_weights=(5.0, 10.0), crf_sxy=(10.0,),
+        # 8 scored images x 50 windows keep chapters 5 and 6 under a minute and a half each on 2 busy cores;
+        # the CRF search tries 3 settings on 3 images (128 px: about 0.1-0.3 s per CRF pass)
+        infer=InferConfig(eval_images=8, tune_images=3, crf_weights=(10.0,), crf_sxy=(10.0,),
                           crf_srgb=(3.0, 10.0)),
     ),
     "cpu": Preset(

@@ -143,7 +143,7 @@ BASELINES = ("centre Gaussian", "uniform")
 
 def localise(model: torch.nn.Module, dataset, objects: int, *, layer: str, tolerance: float,
              targets: Iterable[str] = ("mask", "image"), methods: Iterable[str] = METHODS,
-             per_image: int | None = 2) -> list[dict]:
+             per_image: int | None = 2, batch: int = 8) -> list[dict]:
     """Pointing game and energy inside for ``objects`` objects of ``dataset``, in its order (chapter 7).
 
     At most ``per_image`` objects are taken from each image, the largest first (None: all of them), so that
@@ -161,68 +161,119 @@ def localise(model: torch.nn.Module, dataset, objects: int, *, layer: str, toler
     target. Returns one dict per (object, target, class used, method) with ``hit``, ``energy``, ``empty``
     (``is_empty``), the object's ``area`` share and, for the ``other`` rows, ``r_own``: the correlation with
     the own-class map (NaN when either map is constant, e.g. all zero).
+
+    ``batch`` objects go through the network together (each 2 targets x 2 classes times): many small
+    backward passes cost far more than a few large ones on a busy CPU. Their images are padded to a common
+    size with the mean pixel, which normalises to zero.
     """
     methods = saliency.check_methods(methods)
     targets = tuple(targets)
     bad = [t for t in targets if t not in ("mask", "image")]
     if bad:
         raise ValueError(f"unknown target(s) {bad}; valid targets are: mask, image")
+    found = _objects(dataset, objects, per_image)
     rows: list[dict] = []
-    done = 0  # objects measured so far
-    for i in range(len(dataset)):
-        if done >= objects:
-            break
-        cls, obj = dataset.load_masks(i)
-        labels, masks, _ = instances_from_masks(cls, obj)  # (N,), (N, H, W) bool
-        largest = np.argsort(-masks.sum((1, 2)), kind="stable")[: per_image][: objects - done]
-        labels, masks = labels[largest], masks[largest]
-        if not len(labels):
-            continue
-        image = to_tensor(dataset.load_image(i))  # (3, H, W)
-        rows += _localise_image(model, image, labels, masks, dataset.ids[i], len(dataset.classes), layer,
-                                tolerance, targets, methods)
-        done += len(labels)
+    for start in range(0, len(found), batch):
+        rows += _localise_batch(model, found[start : start + batch], len(dataset.classes), layer, tolerance,
+                                targets, methods)
     return rows
 
 
-def pad_image(model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
-    """``(3, H, W)`` -> ``(3, ph, pw)`` padded bottom-right with the mean pixel, as ``infer.segment_whole`` does."""
+def _objects(dataset, objects: int, per_image: int | None) -> list[dict]:
+    """The first ``objects`` objects of ``dataset``, at most ``per_image`` (the largest) from each image."""
+    found: list[dict] = []
+    for i in range(len(dataset)):
+        if len(found) >= objects:
+            break
+        labels, masks, _ = instances_from_masks(*dataset.load_masks(i))  # (N,), (N, H, W) bool
+        largest = np.argsort(-masks.sum((1, 2)), kind="stable")[:per_image][: objects - len(found)]
+        if not len(largest):
+            continue
+        image = to_tensor(dataset.load_image(i))  # (3, H, W)
+        for rank, k in enumerate(largest):
+            found.append(dict(image_id=dataset.ids[i], rank=rank, image=image, mask=masks[k], label=int(labels[k]),
+                              other=other_class(labels, len(dataset.classes), int(labels[k]))))
+    return found
+
+
+def pad_image(model: torch.nn.Module, image: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """``(3, H, W)`` -> ``(3, ph, pw)`` padded bottom-right with the mean pixel, as ``infer.segment_whole`` does.
+
+    ``size`` defaults to the smallest the network accepts (``infer.padded_size``); crop outputs back with
+    ``[..., :H, :W]``.
+    """
     h, w = image.shape[-2:]
-    ph, pw = padded_size(h, w, 32 * model.cfg.fc_kernel)
+    ph, pw = size or padded_size(h, w, 32 * model.cfg.fc_kernel)
+    if ph < h or pw < w:
+        raise ValueError(f"cannot pad a {h}x{w} image to {ph}x{pw}")
     canvas = model.pixel_mean.view(3, 1, 1).expand(3, ph, pw).clone()  # the mean pixel normalises to zero
     canvas[:, :h, :w] = image.to(canvas.device)
     return canvas
 
 
-def _localise_image(model, image, labels, masks, image_id, num_classes, layer, tolerance, targets, methods):
-    h, w = image.shape[-2:]
-    n = len(labels)
-    x = pad_image(model, image)[None].expand(n, -1, -1, -1)  # (n, 3, ph, pw): one copy per object
-    ph, pw = x.shape[-2:]
+def _localise_batch(model, found, num_classes, layer, tolerance, targets, methods):
+    n, least = len(found), 32 * model.cfg.fc_kernel
+    sizes = [padded_size(*f["image"].shape[-2:], least) for f in found]
+    ph, pw = max(s[0] for s in sizes), max(s[1] for s in sizes)
+    x = torch.stack([pad_image(model, f["image"], (ph, pw)) for f in found])  # (n, 3, ph, pw)
     object_region = torch.zeros(n, ph, pw, dtype=torch.bool)
-    object_region[:, :h, :w] = torch.from_numpy(masks)
     image_region = torch.zeros(n, ph, pw, dtype=torch.bool)
-    image_region[:, :h, :w] = True  # the padding is not part of the image
-    wrong = [other_class(labels, num_classes, int(c)) for c in labels]
-    baselines = {"centre Gaussian": centre_gaussian(h, w), "uniform": torch.ones(h, w)}
+    for j, f in enumerate(found):
+        h, w = f["mask"].shape
+        object_region[j, :h, :w] = torch.from_numpy(f["mask"])
+        image_region[j, :h, :w] = True  # the padding is not part of the image
+    regions = {"mask": object_region, "image": image_region}
+    # one pass per method for everything: (targets x [own, other] x objects) items
+    combos = [(t, used) for t in targets for used in ("own", "other")]
+    classes = [f["label"] if used == "own" else f["other"] for _, used in combos for f in found]
+    region = torch.cat([regions[t] for t, _ in combos])  # (len(combos) * n, ph, pw)
+    maps = saliency.explain(model, x.repeat(len(combos), 1, 1, 1), classes, methods, layer=layer, region=region)
     rows = []
-    for target in targets:
-        region = object_region if target == "mask" else image_region
-        own = saliency.explain(model, x, labels.tolist(), methods, layer=layer, region=region)
-        other = saliency.explain(model, x, wrong, methods, layer=layer, region=region)
-        for k in range(n):
-            base = dict(image=image_id, object=k, cls=int(labels[k]), area=float(masks[k].mean()), target=target)
+    for t in targets:
+        own_at, other_at = combos.index((t, "own")) * n, combos.index((t, "other")) * n
+        for j, f in enumerate(found):
+            mask = f["mask"]
+            h, w = mask.shape
+            base = dict(image=f["image_id"], object=f["rank"], cls=f["label"], area=float(mask.mean()), target=t)
             for method in methods:
-                own_map = to_2d(own[method][k][..., :h, :w])
-                other_map = to_2d(other[method][k][..., :h, :w])
+                own_map = to_2d(maps[method][own_at + j][..., :h, :w])
+                other_map = to_2d(maps[method][other_at + j][..., :h, :w])
                 for used, m in (("own", own_map), ("other", other_map)):
-                    row = dict(base, class_used=used, method=method, hit=pointing_hit(m, masks[k], tolerance),
-                               energy=energy_inside(m, masks[k]), empty=is_empty(m))
+                    row = dict(base, class_used=used, method=method, hit=pointing_hit(m, mask, tolerance),
+                               energy=energy_inside(m, mask), empty=is_empty(m))
                     if used == "other":
                         row["r_own"] = map_correlation(own_map, other_map)
                     rows.append(row)
-            for name, m in baselines.items():
-                rows.append(dict(base, class_used="own", method=name, hit=pointing_hit(m, masks[k], tolerance),
-                                 energy=energy_inside(m, masks[k]), empty=False))
+            for name, m in (("centre Gaussian", centre_gaussian(h, w)), ("uniform", torch.ones(h, w))):
+                rows.append(dict(base, class_used="own", method=name, hit=pointing_hit(m, mask, tolerance),
+                                 energy=energy_inside(m, mask), empty=False))
     return rows
 
+
+def summary_table(rows: list[dict], target: str):
+    """``localise``'s rows for one target as a table: one row per method and baseline, means over objects.
+
+    Columns: pointing-game hit rate and energy inside for the object's class and for an absent class, the
+    mean correlation of the two maps (over pairs where both vary) and the share of empty maps.
+    Returns a ``pandas.DataFrame`` indexed by method, methods in ``METHODS`` order, then ``BASELINES``.
+    """
+    import pandas as pd
+
+    t = pd.DataFrame([r for r in rows if r["target"] == target])
+    if t.empty:
+        raise ValueError(f"no rows for target {target!r}")
+    own, other = t[t["class_used"] == "own"], t[t["class_used"] == "other"]
+
+    def mean(frame, column):
+        return frame.groupby("method")[column].mean() if column in frame else pd.Series(dtype=float)
+
+    table = pd.DataFrame({
+        "pointing, own class": mean(own, "hit"),
+        "pointing, absent class": mean(other, "hit"),
+        "energy inside, own class": mean(own, "energy"),
+        "energy inside, absent class": mean(other, "energy"),
+        "r(own, absent)": mean(other, "r_own"),
+        "empty maps": mean(t[~t["method"].isin(BASELINES)].astype({"empty": float}), "empty"),
+    })
+    order = [m for m in (*METHODS, *BASELINES) if m in table.index]
+    return table.reindex(order)

@@ -17,7 +17,7 @@ constructed features whose answers are known.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -186,6 +186,7 @@ class StageScores:
     boundary_accuracy: float  # shape probe's accuracy on pixels of the boundary band
     class_iou: float  # mean IoU of the class probe (classes seen in truth or prediction)
     object_accuracy: float  # class probe's accuracy on true object pixels, choosing among object classes only
+    object_contrast: float  # mean activation on object pixels / on background pixels (for rectified maps)
 
 
 class _Scorer:
@@ -196,34 +197,41 @@ class _Scorer:
         self.classes = SegmentationMetrics(num_classes)
         self.band = [0, 0]  # correct, total
         self.objects = [0, 0]
+        self.activation = [0.0, 0, 0.0, 0]  # sum and count on objects, then on background
 
-    def update(self, shape_logits, class_logits, labels, band) -> None:
-        self.shape.update(shape_logits.argmax(0), targets(labels, "shape"))
-        self.classes.update(class_logits.argmax(0), labels)
+    def update(self, features, shape_logits, class_logits, labels, band) -> None:
         fg = targets(labels, "shape")
+        self.shape.update(shape_logits.argmax(0), fg)
+        self.classes.update(class_logits.argmax(0), labels)
         right = shape_logits.argmax(0) == fg.long()
         self.band[0] += int(right[band].sum())
         self.band[1] += int(band.sum())
-        obj = (labels > 0) & (labels != VOID)
+        obj, bg = fg == 1, fg == 0
         which = class_logits[1:].argmax(0) + 1  # the most likely object class, background left out
         self.objects[0] += int((which == labels.long())[obj].sum())
         self.objects[1] += int(obj.sum())
+        mean = features.mean(0)  # (H, W) average over channels
+        self.activation[0] += float(mean[obj].sum())
+        self.activation[1] += int(obj.sum())
+        self.activation[2] += float(mean[bg].sum())
+        self.activation[3] += int(bg.sum())
 
     def scores(self) -> StageScores:
+        on_objects = self.activation[0] / max(self.activation[1], 1)
+        on_background = self.activation[2] / max(self.activation[3], 1)
         return StageScores(float(self.shape.iou()[1]), self.band[0] / max(self.band[1], 1),
-                           self.classes.mean_iou(), self.objects[0] / max(self.objects[1], 1))
+                           self.classes.mean_iou(), self.objects[0] / max(self.objects[1], 1),
+                           on_objects / on_background if on_background > 0 else float("nan"))
 
 
-def probe(fit_samples: Iterable[tuple[dict[str, torch.Tensor], torch.Tensor]],
-          eval_samples: Iterable[tuple[dict[str, torch.Tensor], torch.Tensor]], num_classes: int,
-          pixels_per_image: int = 1000, band: int = 3, l2: float = 1e-4, balanced: bool = True,
-          seed: int = 0) -> dict[str, StageScores]:
-    """Fit shape and class probes per stage on ``fit_samples``, score them on ``eval_samples``.
+Sample = tuple[dict[str, torch.Tensor], torch.Tensor]  # (maps[stage] (C, h, w), class map (H, W), 255 void)
+Probes = dict[str, dict[str, LinearProbe]]  # stage -> task ("shape", "class") -> probe
 
-    A sample is ``(maps, labels)``: ``maps[stage]`` is ``(C, h, w)`` at any stride that tiles the ``(H, W)``
-    class map ``labels`` (255 void). Each fit sample gives ``pixels_per_image`` random labelled pixels; scores
-    count every labelled pixel of the eval samples. Both iterables are read once, in order.
-    """
+
+def fit_probes(fit_samples: Iterable[Sample], num_classes: int, pixels_per_image: int = 1000, l2: float = 1e-4,
+               balanced: bool = True, seed: int = 0) -> Probes:
+    """A shape probe and a class probe per stage, fitted on ``pixels_per_image`` random labelled pixels of
+    every sample. ``maps[stage]`` may have any stride that tiles the class map (see ``upsample``)."""
     generator = torch.Generator().manual_seed(seed)
     rows: dict[str, list[torch.Tensor]] = {}
     labels = []
@@ -235,29 +243,48 @@ def probe(fit_samples: Iterable[tuple[dict[str, torch.Tensor], torch.Tensor]],
     if not labels:
         raise ValueError("no fit samples: the probes need labelled pixels to learn from")
     y = torch.cat(labels)
-    probes = {s: {task: fit_probe(torch.cat(r), targets(y, task), 2 if task == "shape" else num_classes, l2,
-                                  balanced) for task in TASKS} for s, r in rows.items()}
+    return {s: {task: fit_probe(torch.cat(r), targets(y, task), 2 if task == "shape" else num_classes, l2,
+                                balanced) for task in TASKS} for s, r in rows.items()}
+
+
+def score_probes(probes: Probes, eval_samples: Iterable[Sample], num_classes: int,
+                 band: int = 3) -> dict[str, StageScores]:
+    """``StageScores`` of every stage's probes over all labelled pixels of ``eval_samples``."""
     scorers = {s: _Scorer(num_classes) for s in probes}
     for maps, lab in eval_samples:
         lab = lab.long()
         near = boundary_band(lab, band)
         for s, probe_ in probes.items():
             features = upsample(maps[s], lab.shape)  # (C, H, W)
-            scorers[s].update(probe_["shape"].logits(features), probe_["class"].logits(features), lab, near)
+            scorers[s].update(features, probe_["shape"].logits(features), probe_["class"].logits(features), lab,
+                              near)
     return {s: scorers[s].scores() for s in probes}
+
+
+def probe(fit_samples: Iterable[Sample], eval_samples: Iterable[Sample], num_classes: int,
+          pixels_per_image: int = 1000, band: int = 3, l2: float = 1e-4, balanced: bool = True,
+          seed: int = 0) -> dict[str, StageScores]:
+    """Fit shape and class probes per stage on ``fit_samples``, score them on ``eval_samples``.
+
+    A sample is ``(maps, labels)``: ``maps[stage]`` is ``(C, h, w)`` at any stride that tiles the ``(H, W)``
+    class map ``labels`` (255 void). Both iterables are read once, in order.
+    """
+    probes = fit_probes(fit_samples, num_classes, pixels_per_image, l2, balanced, seed)
+    return score_probes(probes, eval_samples, num_classes, band)
+
+
+def model_samples(model: torch.nn.Module, images: Iterable[tuple[np.ndarray, np.ndarray]],
+                  stages: Sequence[str] = DECODER_STAGES) -> Iterator[Sample]:
+    """``(stage_maps, class map)`` per ``(image (H, W, 3) uint8, class map (H, W) uint8)``; the model runs once
+    per image (eval mode, no gradients). Feed it ``VOCSegmentation.load_image(i)`` and ``load_masks(i)[0]``."""
+    for image, mask in images:
+        yield stage_maps(model, to_tensor(image), stages), torch.from_numpy(np.array(mask))
 
 
 def probe_stages(model: torch.nn.Module, fit_images: Iterable[tuple[np.ndarray, np.ndarray]],
                  eval_images: Iterable[tuple[np.ndarray, np.ndarray]], stages: Sequence[str] = DECODER_STAGES,
                  **options) -> dict[str, StageScores]:
-    """``probe`` on the maps of ``model``'s stages (paper Sec. 3.2, Fig. 4; chapter 3).
-
-    ``fit_images`` and ``eval_images`` yield ``(image (H, W, 3) uint8, class map (H, W) uint8, 255 void)``, e.g.
-    ``VOCSegmentation.load_image(i)`` with ``load_masks(i)[0]``: fit on training images, score on val images.
-    The model runs once per image (eval mode, no gradients); ``options`` go to ``probe``.
-    """
-    def samples(images):
-        for image, mask in images:
-            yield stage_maps(model, to_tensor(image), stages), torch.from_numpy(np.array(mask))
-
-    return probe(samples(fit_images), samples(eval_images), model.cfg.num_classes, **options)
+    """``probe`` on the maps of ``model``'s stages (paper Sec. 3.2, Fig. 4; chapter 3): fit on training
+    images, score on val images (see ``model_samples``); ``options`` go to ``probe``."""
+    return probe(model_samples(model, fit_images, stages), model_samples(model, eval_images, stages),
+                 model.cfg.num_classes, **options)
