@@ -1,6 +1,6 @@
 """Inference: whole-image segmentation (the baseline of paper Sec. 3.4 and what training validates on).
 
-Instance-wise inference and aggregation (paper Sec. 3.4, Eq. 1-2) join this module in chapter 5.
+Instance-wise inference and aggregation (paper Sec. 5.1, Eq. 1-2) live in ``aggregate`` (chapter 5).
 Used in chapters 4, 5 and 6.
 """
 

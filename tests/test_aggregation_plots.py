@@ -1,0 +1,36 @@
+"""Chapters 5 and 6's figures draw from what instance-wise inference returns; the overlay tints objects only."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+from segment_stubs import ColourStub, scene
+
+from deconvnet import plot
+from deconvnet.aggregate import segment_instances
+from deconvnet.config import DataConfig, InferConfig
+
+DATA = DataConfig(train_images=1, val_images=1, image_size=64, proposal_side=64)
+
+
+def test_label_overlay_tints_objects_and_keeps_background():
+    image, truth, _ = scene()
+    out = plot.label_overlay(image, truth, alpha=0.5)
+    assert out.dtype == np.uint8 and out.shape == (64, 64, 3)
+    assert out[0, 0].tolist() == [0, 0, 0]  # background: the image itself
+    assert out[16, 16].tolist() == [192, 0, 0]  # red object, half VOC's dark red (128, 0, 0)
+
+
+def test_aggregation_figures_draw():
+    image, truth, boxes = scene()
+    result = segment_instances(ColourStub(), image, DATA, InferConfig(top_n=3), proposals=boxes, snapshots=(1, 3))
+    figures = [
+        plot.filling_in(image, truth, result.snapshots, result.windows),
+        plot.iou_vs_proposals({"max": {1: 0.2, 3: 0.4}, "mean": {1: 0.2, 3: 0.3}}, {"whole image": 0.35},
+                              {1: 0.3, 3: 0.6}),
+        plot.size_bars({"whole": {"small": 0.1, "medium": None, "large": 0.5},
+                        "max": {"small": 0.2, "medium": 0.3, "large": 0.4}}, {"small": 2, "medium": 0, "large": 1}),
+    ]
+    assert [len(f.axes) for f in figures] == [6, 2, 1]
+    assert len(figures[0].axes[1].patches) == 3  # the first three windows drawn on the image
+    for f in figures:
+        f.canvas.draw()
+        plt.close(f)
