@@ -210,12 +210,11 @@ def _class_names(root, nets) -> list[str]:
 
 def _write_outputs(out, stem: str, image, labels) -> list:
     """``<stem>_labels.png`` (VOC palette, pixel = class) and ``<stem>_overlay.png``, each written atomically."""
-    import os
-    import tempfile
 
     from PIL import Image
 
     from .data.voc import save_index_png
+    from .files import atomic_path
     from .plot import label_overlay
 
     out.mkdir(parents=True, exist_ok=True)
@@ -224,15 +223,8 @@ def _write_outputs(out, stem: str, image, labels) -> list:
         out / f"{stem}_overlay.png": lambda path: Image.fromarray(label_overlay(image, labels)).save(path, "PNG"),
     }
     for path, write in writers.items():
-        fd, tmp = tempfile.mkstemp(suffix=".png", prefix=f".{path.stem}.", dir=out)
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             write(tmp)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     return list(writers)
 
 

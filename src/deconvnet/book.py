@@ -17,7 +17,6 @@ import platform
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ import torch
 import yaml
 
 from .config import Preset, auto_preset_name, get_preset
+from .files import atomic_path
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: src/deconvnet/book.py -> ../../
 RESULTS = ROOT / "book" / "results"  # committed: what the rendered book shows
@@ -177,25 +177,18 @@ def execute_chapter(chapter: Chapter, preset: str, parameters: dict, progress: b
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    chapter.target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".ipynb", prefix=f".{chapter.name}.", dir=chapter.target.parent)
-    os.close(fd)
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(
-            str(chapter.source), tmp, parameters={"preset": preset, **parameters}, kernel_name="python3",
-            progress_bar=progress, cwd=str(chapter.source.parent),
-        )
-        entry = provenance(preset, time.perf_counter() - start, ROOT)
-        _add_provenance(Path(tmp), entry)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, chapter.target)
+        with atomic_path(chapter.target) as tmp:
+            papermill.execute_notebook(
+                str(chapter.source), str(tmp), parameters={"preset": preset, **parameters},
+                kernel_name="python3", progress_bar=progress, cwd=str(chapter.source.parent),
+            )
+            entry = provenance(preset, time.perf_counter() - start, ROOT)
+            _add_provenance(tmp, entry)
     except PapermillExecutionError as err:
         raise ChapterFailed(f"{_shown(chapter.source)} failed in {_locate(chapter.source, err.source)}: "
                             f"{err.ename}: {err.evalue}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return entry
 
 
@@ -214,13 +207,8 @@ def _locate(source: Path, cell_source: str) -> str:
 
 def write_json(path: Path, data) -> None:
     """Write JSON atomically: readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".json", prefix=f".{path.stem}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp makes files private; results are for everyone to read
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def update_manifest(name: str, entry: dict, results: Path = RESULTS) -> dict:
@@ -253,11 +241,8 @@ def write_provenance_page(manifest: dict, path: Path) -> None:
         f"Total execution time: {sum(e['wall_time_s'] for e in manifest.values()):.0f} s.",
         "",
     ])
-    fd, tmp = tempfile.mkstemp(suffix=".md", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def run_chapters(preset: str = "auto", only: list[str] | None = None, parameters: dict | None = None,

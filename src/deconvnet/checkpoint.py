@@ -14,11 +14,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from .files import atomic_path
 
 PACKAGE = Path(__file__).resolve().parent
 # The source files whose change must invalidate a trained model: what decides its weights (network, init,
@@ -33,15 +33,8 @@ def signature(model: torch.nn.Module) -> dict:
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """``torch.save`` to a temporary file in the same folder, then an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".pt", prefix=f".{path.stem}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load_checkpoint(path: Path, expected: dict | None = None, map_location="cpu") -> dict:

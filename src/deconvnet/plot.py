@@ -210,21 +210,12 @@ def localisation_bars(rows, target: str = "image", methods=None, baselines=("cen
 
 def save_figure(fig: plt.Figure, path, dpi: int = 120) -> None:
     """Save ``fig`` atomically (a temporary name, then ``os.replace``): readers never see half a file."""
-    import os
-    import tempfile
     from pathlib import Path
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=path.suffix, prefix=f".{path.stem}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a figure is meant to be read
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    from .files import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
 
 
 # ---------------------------------------------------------------------------------------------------------

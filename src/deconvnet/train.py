@@ -28,6 +28,7 @@ from tqdm import tqdm  # the plain bar: notebooks capture stderr, and widgets ne
 from .checkpoint import load_checkpoint, save_checkpoint, signature
 from .config import TrainConfig
 from .distributed import World, barrier, init_world, mean_over_world
+from .files import atomic_path
 from .infer import segment_whole, to_tensor
 from .metrics import VOID, SegmentationMetrics
 
@@ -108,12 +109,10 @@ def evaluate(model: torch.nn.Module, val_set, max_images: int = 0, progress: boo
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["step", "loss", "lr", "seconds"])
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)
 
 
 def _describe(device: torch.device) -> str:
