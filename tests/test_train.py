@@ -100,7 +100,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     one = train(model(), Squares(), config(accumulate=2), tmp_path / "one")["train"]
     tests = Path(__file__).parent
     env = {**os.environ, "PYTHONPATH": str(tests), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
            str(tests / "tiny_training.py"), str(tmp_path / "two"), str(tmp_path / "two.json")]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
