@@ -53,3 +53,21 @@ def test_recipes(dirs):
         trained_model(TINY, "one_stage", **dirs)
     with pytest.raises(ValueError, match="has stages 1..1"):
         trained_model(TINY, "stage2_only", stage=2, **dirs)
+
+
+def test_stage0_classifier_starts_every_recipe(dirs):
+    """With ``Preset.pretrain`` every recipe starts from one cached shape classifier (stage 0)."""
+    from deconvnet.pipeline import pretrained_classifier
+
+    with pytest.raises(ValueError, match="has no stage 0"):
+        pretrained_classifier(TINY, **dirs)
+    staged = dataclasses.replace(TINY, pretrain=dataclasses.replace(TINY.stage1, iterations=3))
+    first = trained_model(staged, "two_stage", stage=1, **dirs)
+    classifier = pretrained_classifier(staged, **dirs)
+    assert classifier.reused and classifier.run_dir.name.startswith("pretrain-")
+    assert classifier.history["train"][-1]["step"] == 3
+    plain = trained_model(TINY, "two_stage", stage=1, **dirs)
+    assert first.run_dir != plain.run_dir, "stage 0 is part of what made the model"
+    fcn = trained_model(staged, "two_stage", stage=1, kind="fcn8s", **dirs)
+    assert not fcn.reused
+    assert len(list((dirs["runs"] / "tiny").glob("pretrain-*/final.pt"))) == 1, "one classifier for all"

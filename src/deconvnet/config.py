@@ -210,6 +210,9 @@ class Preset:
     data: DataConfig = field(default_factory=DataConfig)
     stage1: TrainConfig = field(default_factory=TrainConfig)
     stage2: TrainConfig = STAGE2_PAPER
+    # Stage 0 (``shape_pretraining``): the encoder, fc6 and fc7 first learn to classify the shapes of stage-1
+    # crops, standing in for ImageNet where the width rules ImageNet's weights out; None = ImageNet or nothing
+    pretrain: TrainConfig | None = None
     infer: InferConfig = field(default_factory=InferConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
@@ -232,6 +235,9 @@ PRESETS: dict[str, Preset] = {
                            val_images=24, checkpoint_every=30, workers=0),
         stage2=TrainConfig(iterations=90, batch_size=8, accumulate=1, lr_step=60, log_every=5, val_every=45,
                            val_images=24, checkpoint_every=45, workers=0),
+        # a few seconds of shape classification: enough to test the path, not to learn the shapes
+        pretrain=TrainConfig(iterations=40, batch_size=16, accumulate=1, lr_step=30, log_every=5, val_every=40,
+                             checkpoint_every=20, workers=0),
         # 8 scored images x 50 windows keep chapters 5 and 6 under a minute and a half each on 2 busy cores;
         # the CRF search tries 3 settings on 3 images (128 px: about 0.1-0.3 s per CRF pass)
         infer=InferConfig(eval_images=8, tune_images=3, crf_weights=(10.0,), crf_sxy=(10.0,),
@@ -251,6 +257,10 @@ PRESETS: dict[str, Preset] = {
                            val_images=100, checkpoint_every=200, workers=1),
         stage2=TrainConfig(iterations=1600, batch_size=8, accumulate=1, lr_step=1200, log_every=20,
                            val_every=400, val_images=100, checkpoint_every=200, workers=1),
+        # 1,000 steps of 32 crops (~4 epochs of the 8k stage-1 crops), ~7 minutes: a classifier's features for
+        # the three recipes to share, as they share ImageNet's in the paper (chapter 4 reports its accuracy)
+        pretrain=TrainConfig(iterations=1000, batch_size=32, accumulate=1, lr_step=750, log_every=20,
+                             val_every=1000, checkpoint_every=250, workers=1),
         # 100 scored images (5,000 windows) take a few minutes per chapter; 20 more tune the CRF over 8
         # settings, the spatial stds scaled to these 224 px images (the release's 20 px is for 500 px)
         infer=InferConfig(eval_images=100, tune_images=20, crf_weights=(5.0, 10.0), crf_sxy=(10.0, 20.0),

@@ -11,6 +11,11 @@ Recipes (paper Sec. 4.2 and the ablations of chapter 4):
 * ``stage2_only`` - proposal windows for the same total number of steps (what most ports do);
 * ``no_bn``       - the paper's two stages without batch normalisation.
 
+Where a preset has a stage 0 (``Preset.pretrain``; the CPU presets, whose width rules out ImageNet's
+weights), every recipe and FCN-8s start from one shape classifier trained on stage-1 crops
+(``shape_pretraining``), cached under ``runs/<name>/pretrain-<key>/``, as every recipe of the paper starts
+from one ImageNet VGG16.
+
 Used in chapters 3-7.
 """
 
@@ -28,12 +33,14 @@ import torch
 from .checkpoint import cache_key
 from .config import Preset, TrainConfig
 from .model import build_model
+from .shape_pretraining import ObjectCrops, ShapeClassifier, transfer_pretrained
 from .train import load_trained, train
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data"  # generated scenes and proposals, one tree per preset (git-ignored)
 RUNS = ROOT / "runs"  # trained models, logs (git-ignored)
 RECIPES = ("two_stage", "stage2_only", "no_bn")
+PRETRAIN = "pretrain"  # run-folder prefix of stage 0, the shape classifier
 # TrainConfig fields that change the bookkeeping of a run, never its weights: left out of the cache key.
 BOOKKEEPING = ("workers", "log_every", "val_every", "val_images", "checkpoint_every")
 WORKERS_ENV = "DECONVNET_WORKERS"  # overrides TrainConfig.workers for this machine; results do not change
@@ -81,6 +88,8 @@ def _datasets(preset: Preset, stage: int, root: Path, seed: int):
 
     train_set = VOCSegmentation(root, "train")
     crop = preset.model.input_size
+    if stage == 0:  # classification: stage 1's crops, one class each; scored on val crops, not val images
+        return ObjectCrops(Stage1Crops(train_set, preset.data, crop, seed=seed)), None
     if stage == 1:
         samples = Stage1Crops(train_set, preset.data, crop, seed=seed)
     else:
@@ -110,10 +119,12 @@ def trained_model(preset: Preset, recipe: str = "two_stage", stage: int = 2, kin
     model_cfg = dataclasses.replace(preset.model, batch_norm=recipe != "no_bn")
     root = voc_root(preset, data_root, progress)
     parent, result = None, None
+    if preset.pretrain is not None and not model_cfg.pretrained:
+        parent = pretrained_classifier(preset, progress=progress, runs=runs, data_root=data_root).run_dir
     for k, (samples_kind, cfg) in enumerate(plan[:stage], start=1):
         decisive = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in BOOKKEEPING}
         key = cache_key(kind=kind, model=model_cfg, data=preset.data, samples=samples_kind, train=decisive,
-                        parent=parent, seed=preset.run.seed)
+                        parent=parent and parent.name, seed=preset.run.seed)  # the name holds its key
         run_dir = runs / preset.name / f"{recipe}-stage{k}-{key}"
         with _exclusive(run_dir.with_name(f".{run_dir.name}.lock")):
             result = _train_or_load(kind, model_cfg, samples_kind, cfg, run_dir, parent, preset, root, progress)
@@ -121,14 +132,43 @@ def trained_model(preset: Preset, recipe: str = "two_stage", stage: int = 2, kin
     return result
 
 
+def pretrained_classifier(preset: Preset, *, progress: bool | None = None, runs: Path = RUNS,
+                          data_root: Path = DATA) -> Trained:
+    """Stage 0 of ``preset``: the ``shape_pretraining.ShapeClassifier`` its networks start from (chapter 4).
+
+    Always with BN, like the networks of two of the three recipes; ``no_bn`` gets its BNs folded in.
+    """
+    if preset.pretrain is None:
+        raise ValueError(f"preset {preset.name!r} has no stage 0 (Preset.pretrain is None): it starts from "
+                         "ImageNet VGG16 or from random weights")
+    model_cfg = dataclasses.replace(preset.model, batch_norm=True)
+    root = voc_root(preset, data_root, progress)
+    decisive = {k: v for k, v in dataclasses.asdict(preset.pretrain).items() if k not in BOOKKEEPING}
+    key = cache_key(kind="classifier", model=model_cfg, data=preset.data, samples="objects", train=decisive,
+                    parent=None, seed=preset.run.seed)
+    run_dir = runs / preset.name / f"{PRETRAIN}-{key}"
+    with _exclusive(run_dir.with_name(f".{run_dir.name}.lock")):
+        return _train_or_load("classifier", model_cfg, 0, preset.pretrain, run_dir, None, preset, root, progress)
+
+
+def _initialise(model: torch.nn.Module, parent: Path) -> None:
+    """Start ``model`` from the previous stage's weights, or from stage 0's classifier."""
+    if parent.name.startswith(PRETRAIN):
+        classifier = ShapeClassifier(dataclasses.replace(model.cfg, batch_norm=True))
+        load_trained(classifier, parent / "final.pt")
+        transfer_pretrained(classifier, model)
+    else:
+        load_trained(model, parent / "final.pt")
+
+
 def _train_or_load(kind, model_cfg, samples_kind, cfg, run_dir: Path, parent: Path | None, preset: Preset,
                    root: Path, progress) -> Trained:
     torch.manual_seed(preset.run.seed)
-    model = build_model(model_cfg, kind)
+    model = ShapeClassifier(model_cfg) if kind == "classifier" else build_model(model_cfg, kind)
     if (run_dir / "final.pt").is_file():
         return Trained(model.eval(), run_dir, load_trained(model, run_dir / "final.pt"), reused=True)
     if parent is not None:
-        load_trained(model, parent / "final.pt")
+        _initialise(model, parent)
     samples, val_set = _datasets(preset, samples_kind, root, preset.run.seed)
     if os.environ.get(WORKERS_ENV):
         cfg = dataclasses.replace(cfg, workers=int(os.environ[WORKERS_ENV]))
