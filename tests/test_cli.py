@@ -33,3 +33,9 @@ def test_book_refuses_before_running_anything():
 def test_book_lists_chapters_in_toc_order():
     out = run("book", "--list")
     assert out.returncode == 0 and out.stdout.split()[0] == "01_architecture"
+
+
+def test_stage0_exists_only_where_imagenet_does_not_fit():
+    out = run("train", "--preset", "paper", "--stage", "0")
+    assert out.returncode == 2 and "preset 'paper' has no stage 0" in out.stderr
+    assert "Traceback" not in out.stderr

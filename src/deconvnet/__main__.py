@@ -54,7 +54,8 @@ def run_book(args) -> None:
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train (or load, if already trained) a model of a preset; torchrun-ready")
     p.add_argument("--preset", default="auto", help="quick, cpu, paper or auto")
-    p.add_argument("--stage", type=int, default=2, help="train up to this stage (1 or 2; default 2)")
+    p.add_argument("--stage", type=int, default=2,
+                   help="train up to this stage (1 or 2; default 2); 0 = only the CPU presets' shape classifier")
     p.add_argument("--recipe", default="two_stage", help="two_stage, stage2_only or no_bn")
     p.add_argument("--model", default="deconvnet", choices=["deconvnet", "fcn8s"])
     p.set_defaults(func=run_train)
@@ -62,9 +63,15 @@ def add_train(sub) -> None:
 
 def run_train(args) -> None:
     from .config import get_preset
-    from .pipeline import trained_model
+    from .pipeline import pretrained_classifier, trained_model
 
-    result = trained_model(get_preset(args.preset), args.recipe, args.stage, args.model, progress=True)
+    preset = get_preset(args.preset)
+    if args.stage == 0:
+        result = pretrained_classifier(preset, progress=True)
+        state = "loaded from" if result.reused else "trained into"
+        print(f"shape classifier (stage 0) {state} {result.run_dir}")
+        return
+    result = trained_model(preset, args.recipe, args.stage, args.model, progress=True)
     last = result.history["val"][-1] if result.history["val"] else {}
     state = "loaded from" if result.reused else "trained into"
     print(f"{args.model} ({args.recipe}, stage {args.stage}) {state} {result.run_dir}")
