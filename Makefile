@@ -11,13 +11,15 @@ PRESET ?= auto        # auto = paper with CUDA, else cpu; or quick / cpu / paper
 CHAPTER ?=            # e.g. 01 or 01_architecture, for `make chapter`
 JOBS ?= 2             # pytest-xdist workers
 
-.PHONY: help venv book execute chapter render test lint clean
+.PHONY: help venv book execute chapter render test lint clean pdf bench
 
 help:
 	@echo "make book [PRESET=quick|cpu|paper]  execute every chapter, then render the HTML book"
 	@echo "make chapter CHAPTER=01 [PRESET=..]  execute one chapter"
 	@echo "make render                          render only, from the executed notebooks in book/"
+	@echo "make pdf                             the whole book as one PDF (_build/pdf/book.pdf), every figure checked"
 	@echo "make test                            lint, unit tests, nbval (quick), strict build, browser check"
+	@echo "make bench                           measure this machine's costs (<10 min on 2 cores), write book/cost.md"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +41,14 @@ chapter: $(STAMP)
 render: $(STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+# One HTML page printed by headless Chromium, then checked: no blank page, every figure of the page in the PDF.
+pdf: $(STAMP)
+	$(BIN)/python -m deconvnet.pdf
+
+# Timings on the CPU into benchmarks/results/cpu.json, then the Cost appendix page from every result file.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
