@@ -1,11 +1,13 @@
 """Throughput of DeconvNet and FCN-8s against the machine's own matrix-multiply ceiling.
 
-    python benchmarks/throughput.py [--device cpu|cuda] [--presets quick paper] [--json out.json]
+    python benchmarks/throughput.py [--device cpu|cuda] [--presets quick paper] [--side 224] [--json out.json]
 
 Prints a table and writes JSON: images/s and achieved GFLOP/s for forward and forward+backward, per model,
-preset and precision (fp32 eager; on a GPU also bf16 autocast with channels_last). FLOPs are computed from the
-layer shapes (``deconvnet.summary``), never copied. A benchmark, not a test: nothing here fails on a slow
-machine.
+preset and variant. On the CPU the variants are the network as shipped (fp32, NCHW), channels-last, and
+channels-last with fc6 / fc6-deconv as matrix products (``deconvnet.fastpath``); on a GPU fp32 and bf16
+autocast with channels-last. On the CPU a per-layer-kind split of one forward pass says where the time
+goes. FLOPs are computed from the layer shapes (``deconvnet.summary``), never copied; backward is counted as
+twice the forward. A benchmark, not a test: nothing here fails on a slow machine.
 """
 
 from __future__ import annotations
@@ -13,50 +15,79 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
+from collections import defaultdict
 
 import torch
+from common import ceilings, forward_flops, hardware, load_average, model_config, sync, timed, write_json
+from torch import nn
 
-from deconvnet.config import get_preset
+from deconvnet.fastpath import use_matmul_fc
+from deconvnet.layers import Pool, Unpool
 from deconvnet.model import build_model
-from deconvnet.summary import layer_table
+
+# name -> (precision, channels_last, fc6 / fc6-deconv as matrix products, what the table calls it)
+VARIANTS = {
+    "fp32": ("fp32", False, False, "fp32, NCHW (as shipped)"),
+    "fp32+cl": ("fp32", True, False, "fp32, channels-last"),
+    "fp32+cl+mm": ("fp32", True, True, "fp32, channels-last, fc as matmul"),
+    "bf16+cl": ("bf16", True, False, "bf16 autocast, channels-last"),
+}
+CPU_VARIANTS, GPU_VARIANTS = ("fp32", "fp32+cl", "fp32+cl+mm"), ("fp32", "bf16+cl")
+FC_LAYERS = ("fc6", "fc7", "fc6_deconv", "score_fr")
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device: torch.device, repeats: int, warmup: int = 2) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` runs after ``warmup``."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
-
-def matmul_ceiling(device: torch.device, dtype: torch.dtype, n: int) -> float:
-    """GFLOP/s of an n x n matrix multiply: the practical ceiling for convolution-heavy networks."""
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    seconds = timed(lambda: a @ b, device, repeats=5)
-    return 2 * n**3 / seconds / 1e9
-
-
-def measure(kind: str, preset: str, device: torch.device, batch: int, bf16: bool, repeats: int) -> dict:
-    cfg = replace(get_preset(preset).model, pretrained=False)
-    flops = 2 * sum(r.macs for r in layer_table(cfg, kind))  # per image, forward
-    model = build_model(cfg, kind).to(device)
-    x = torch.rand(batch, 3, cfg.input_size, cfg.input_size, device=device)
-    y = torch.randint(0, cfg.num_classes, (batch, cfg.input_size, cfg.input_size), device=device)
-    if bf16:
+def prepare(model: nn.Module, x: torch.Tensor, variant: str) -> tuple[nn.Module, torch.Tensor]:
+    """The model and batch in ``variant``'s memory format and layers (in place: variants only add)."""
+    _, channels_last, matmul_fc, _ = VARIANTS[variant]
+    if matmul_fc:
+        use_matmul_fc(model)
+    if channels_last:
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    return model, x
+
+
+def layer_kind(module: nn.Module) -> str | None:
+    """The bucket a leaf module's time goes to in the split, or None for containers."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        return "fc6, fc7, fc6-deconv" if getattr(module, "paper_name", "") in FC_LAYERS else "convolutions"
+    if isinstance(module, (nn.BatchNorm2d, nn.ReLU)):
+        return "BN + ReLU"
+    if isinstance(module, (Pool, Unpool)):
+        return "pool + unpool"
+    return None
+
+
+def split_forward(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
+    """Seconds per layer kind of one (warm) forward pass, plus ``rest`` (input normalisation, Python)."""
+    seconds: dict[str, float] = defaultdict(float)
+    starts: dict[nn.Module, float] = {}
+
+    def before(module, _):
+        starts[module] = time.perf_counter()
+
+    def after(module, _, __):
+        seconds[layer_kind(module)] += time.perf_counter() - starts[module]
+
+    leaves = [m for m in model.modules() if layer_kind(m)]
+    handles = [h for m in leaves for h in (m.register_forward_pre_hook(before), m.register_forward_hook(after))]
+    try:
+        with torch.no_grad():
+            model.eval()(x)  # warm
+            seconds.clear()
+            start = time.perf_counter()
+            model(x)
+            total = time.perf_counter() - start
+    finally:
+        for h in handles:
+            h.remove()
+    return dict(seconds) | {"rest": total - sum(seconds.values()), "total": total}
+
+
+def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, variant: str, flops: int, repeats: int,
+            train: bool) -> dict:
+    """Images/s and GFLOP/s of forward (eval, no grad) and, if ``train``, of forward+backward."""
+    device, batch = x.device, x.shape[0]
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=VARIANTS[variant][0] == "bf16")
 
     def forward():
         with torch.no_grad(), autocast:
@@ -64,19 +95,72 @@ def measure(kind: str, preset: str, device: torch.device, batch: int, bf16: bool
 
     def train_step():
         model.train()
+        model.zero_grad(set_to_none=True)  # as in training: gradients are made anew each step
         with autocast:
-            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+            loss = nn.functional.cross_entropy(model(x).float(), y)
         loss.backward()
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    fwd, step = timed(forward, device, repeats), timed(train_step, device, repeats)
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    return {"model": kind, "preset": preset, "batch": batch, "precision": "bf16+cl" if bf16 else "fp32",
-            "forward_img_s": batch / fwd, "forward_gflops": flops * batch / fwd / 1e9,
-            "train_img_s": batch / step, "train_gflops": 3 * flops * batch / step / 1e9,  # backward ~ 2x forward
-            "forward_ms_per_img": 1000 * fwd / batch, "train_ms_per_img": 1000 * step / batch,
-            "peak_mib": peak}
+    fwd = timed(forward, device, repeats)
+    row = {"forward_img_s": batch / fwd, "forward_gflops": flops * batch / fwd / 1e9,
+           "forward_ms_per_img": 1000 * fwd / batch}
+    if train:
+        step = timed(train_step, device, max(1, repeats - 1))
+        model.zero_grad(set_to_none=True)  # give the gradients' memory back before the next variant
+        row |= {"train_img_s": batch / step, "train_gflops": 3 * flops * batch / step / 1e9,  # backward ~ 2x forward
+                "train_ms_per_img": 1000 * step / batch}
+    if device.type == "cuda":
+        row["peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return row
+
+
+def model_rows(kind: str, preset: str, side: int, device: torch.device, batch: int, variants: tuple[str, ...],
+               repeats: int, train_variants: tuple[str, ...], split: bool) -> list[dict]:
+    """One row per variant for one model and preset; the model is built once and converted in place."""
+    cfg = model_config(preset, side)
+    flops = forward_flops(cfg, kind)
+    torch.manual_seed(0)
+    model = build_model(cfg, kind).to(device)
+    x = torch.rand(batch, 3, side, side, device=device)
+    y = torch.randint(0, cfg.num_classes, (batch, side, side), device=device)
+    rows = []
+    for variant in variants:
+        model, xv = prepare(model, x, variant)
+        precision, channels_last, matmul_fc, label = VARIANTS[variant]
+        row = {"model": kind, "preset": preset, "side": side, "batch": batch, "precision": variant, "variant": label,
+               "flops_per_img": flops}
+        row |= measure(model, xv, y, variant, flops, repeats, train=variant in train_variants)
+        if split and device.type == "cpu":
+            row["forward_split_s"] = split_forward(model, xv)
+        rows.append(row)
+        print(format_row(row), flush=True)
+    return rows
+
+
+def format_row(r: dict) -> str:
+    train = (f" | train {r['train_img_s']:7.2f} img/s {r['train_gflops']:8.1f} GFLOP/s"
+             if "train_img_s" in r else "")
+    return (f"{r['model']:9s} {r['preset']:6s} {r['side']}px b{r['batch']:<3d} {r['precision']:11s} forward "
+            f"{r['forward_img_s']:8.2f} img/s {r['forward_gflops']:8.1f} GFLOP/s{train}")
+
+
+def run(device: torch.device, presets: list[str], models: list[str], side: int, batch: dict[str, int],
+        repeats: int, variants: tuple[str, ...] | None = None, train_variants: tuple[str, ...] | None = None,
+        split: bool = True) -> dict:
+    """Ceilings, then every model x preset x variant: the ``throughput`` part of ``make bench``."""
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    variants = variants or (GPU_VARIANTS if device.type == "cuda" else CPU_VARIANTS)
+    top = ceilings(device)
+    print("matrix-multiply ceiling (GFLOP/s):", {k: round(v, 1) for k, v in top.items()}, flush=True)
+    rows = []
+    for preset in presets:
+        for kind in models:
+            rows += model_rows(kind, preset, side, device, batch[preset], variants, repeats,
+                               train_variants or variants, split)
+    hw = hardware(device)
+    return {"device": hw["name"], "hardware": hw, "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "matmul_gflops": top, "rows": rows, "load_average": load_average()}
 
 
 def main() -> None:
@@ -84,33 +168,19 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--presets", nargs="+", default=["quick", "paper"])
     parser.add_argument("--models", nargs="+", default=["deconvnet", "fcn8s"])
+    parser.add_argument("--side", type=int, default=224, help="input side in pixels (the issue's 224x224)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--variants", nargs="+", default=None, choices=sorted(VARIANTS))
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
-    torch.backends.cudnn.benchmark = device.type == "cuda"
-    ceiling = {"fp32": matmul_ceiling(device, torch.float32, 4096 if device.type == "cuda" else 2048)}
-    if device.type == "cuda":
-        ceiling["bf16"] = matmul_ceiling(device, torch.bfloat16, 8192)
-    rows = []
-    for preset in args.presets:
-        for kind in args.models:
-            for bf16 in ([False, True] if device.type == "cuda" else [False]):
-                rows.append(measure(kind, preset, device, args.batch, bf16, args.repeats))
-                r = rows[-1]
-                top = ceiling["bf16" if bf16 else "fp32"]
-                print(f"{kind:9s} {preset:6s} {r['precision']:7s} forward {r['forward_img_s']:8.1f} img/s "
-                      f"{r['forward_gflops']:8.0f} GFLOP/s ({r['forward_gflops'] / top:5.1%}) | train "
-                      f"{r['train_img_s']:7.1f} img/s {r['train_gflops']:8.0f} GFLOP/s ({r['train_gflops'] / top:5.1%})"
-                      f" | peak {r['peak_mib'] or 0:.0f} MiB", flush=True)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    out = {"device": name, "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "matmul_gflops": ceiling, "rows": rows}
-    print(json.dumps({"device": name, "matmul_gflops": ceiling}))
+    out = run(device, args.presets, args.models, args.side, dict.fromkeys(args.presets, args.batch), args.repeats,
+              tuple(args.variants) if args.variants else None)
+    sync(device)
+    print(json.dumps({"device": out["device"], "matmul_gflops": out["matmul_gflops"]}))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
+        write_json(args.json, out)
 
 
 if __name__ == "__main__":

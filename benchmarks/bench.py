@@ -1,0 +1,81 @@
+"""``make bench``: every cost benchmark on this machine's CPU, then the book's "Cost" appendix page.
+
+    python benchmarks/bench.py [--page-only]
+
+Runs, sized to finish in under 10 minutes on 2 free cores: training memory (fresh processes, first, while
+this process is still small), the SegNet-sized step, throughput of both networks at 224x224 for the
+``quick`` and ``paper`` presets, and instance-wise inference of one image with 50 proposals. Writes
+``benchmarks/results/cpu.json`` and ``book/cost.md`` (from every JSON in ``benchmarks/results``), both
+atomically. Timing is reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import instance
+import memory
+import throughput
+import torch
+from common import RESULTS, hardware, load_average, model_config, write_json
+
+from deconvnet.cost import write_cost_page
+from deconvnet.model import build_model
+from deconvnet.summary import layer_rows
+
+PAGE = Path(__file__).resolve().parent.parent / "book" / "cost.md"
+# The run's size. Paper-size work dominates: a paper forward pass is 65 GFLOP per image, ~0.5 s here.
+SETTINGS = {
+    "side": 224,  # the issue's input size for every preset
+    "batch": {"quick": 8, "paper": 4},  # paper: 4 crops keep each timed call to seconds on 2 cores
+    "repeats": 3,  # timed forward passes per variant (after one warm-up); training steps get one fewer
+    "train_variants": ("fp32", "fp32+cl+mm"),  # as shipped, and all fixes together
+    "memory_batches": [2, 8, 16, 64],  # 64 is the paper's effective batch; run only if it fits
+    "top_n": 50,  # windows per image, as the paper
+}
+
+
+def segnet_flops(preset: str, size: tuple[int, int] = memory.SEGNET_SIZE) -> int:
+    """Forward FLOPs of the preset's DeconvNet on one ``size`` image, from the layer shapes (meta device)."""
+    with torch.device("meta"):
+        rows = layer_rows(build_model(model_config(preset)), size)
+    return 2 * sum(r.macs for r in rows)
+
+
+def measure_all(preset: str = "paper") -> dict:
+    """Every part in turn, each printing its own lines as it goes; ``preset`` is the network to weigh."""
+    cpu = torch.device("cpu")
+    out = {"hardware": hardware(cpu), "load_average_start": load_average(), "settings": SETTINGS}
+    out["memory"] = memory.training_memory(preset, SETTINGS["memory_batches"])
+    out["segnet"] = memory.segnet_comparison(preset) | {"flops": segnet_flops(preset)}
+    out["throughput"] = throughput.run(
+        cpu, sorted({"quick", preset}, reverse=True), ["deconvnet", "fcn8s"], SETTINGS["side"], SETTINGS["batch"],
+        SETTINGS["repeats"], train_variants=SETTINGS["train_variants"])
+    out["instance"] = instance.run(preset, SETTINGS["top_n"])
+    out["load_average"] = load_average()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--page-only", action="store_true", help="rewrite the page from the JSON files")
+    parser.add_argument("--preset", default="paper", help="the network weighed (quick: a one-minute smoke run)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "cpu.json")
+    parser.add_argument("--page", type=Path, default=PAGE)
+    args = parser.parse_args()
+    if not args.page_only:
+        start = time.perf_counter()
+        out = measure_all(args.preset)
+        created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        out |= {"wall_s": time.perf_counter() - start, "created": created}
+        write_json(args.out, out)
+        print(f"wrote {args.out} after {out['wall_s']:.0f} s")
+    write_cost_page(args.out.parent, args.page)
+    print(f"wrote {args.page}")
+
+
+if __name__ == "__main__":
+    main()
