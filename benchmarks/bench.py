@@ -46,17 +46,32 @@ def segnet_flops(preset: str, size: tuple[int, int] = memory.SEGNET_SIZE) -> int
 
 
 def measure_all(preset: str = "paper") -> dict:
-    """Every part in turn, each printing its own lines as it goes; ``preset`` is the network to weigh."""
+    """Every part in turn, each printing its own lines as it goes; ``preset`` is the network to weigh.
+
+    ``part_s`` keeps each part's wall time, so that a run over budget shows what to trim.
+    """
     cpu = torch.device("cpu")
-    out = {"hardware": hardware(cpu), "load_average_start": load_average(), "settings": SETTINGS}
-    out["memory"] = memory.training_memory(preset, SETTINGS["memory_batches"])
-    out["segnet"] = memory.segnet_comparison(preset) | {"flops": segnet_flops(preset)}
-    out["throughput"] = throughput.run(
+    out = {"hardware": hardware(cpu), "load_average_start": load_average(), "settings": SETTINGS, "part_s": {}}
+
+    def part(name: str, fn) -> None:
+        start = time.perf_counter()
+        out[name] = fn()
+        out["part_s"][name] = time.perf_counter() - start
+
+    part("memory", lambda: memory.training_memory(preset, SETTINGS["memory_batches"]))
+    part("segnet", lambda: segnet_part(preset))
+    part("throughput", lambda: throughput.run(
         cpu, sorted({"quick", preset}, reverse=True), ["deconvnet", "fcn8s"], SETTINGS["side"], SETTINGS["batch"],
-        SETTINGS["repeats"], train_variants=SETTINGS["train_variants"])
-    out["instance"] = instance.run(preset, SETTINGS["top_n"])
+        SETTINGS["repeats"], train_variants=SETTINGS["train_variants"]))
+    part("instance", lambda: instance.run(preset, SETTINGS["top_n"]))
     out["load_average"] = load_average()
     return out
+
+
+def segnet_part(preset: str) -> dict | None:
+    """The SegNet-sized step with our FLOP count for it; None if the step could not run."""
+    segnet = memory.segnet_comparison(preset)
+    return segnet | {"flops": segnet_flops(preset)} if segnet else None
 
 
 def main() -> None:

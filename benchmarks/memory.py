@@ -8,9 +8,9 @@ set size (``getrusage``'s ``ru_maxrss``). On the CPU that is the honest number: 
 allocator statistics and ``tracemalloc`` does not see its tensors. A fresh process per batch size keeps one
 measurement's peak out of the next.
 
-Peak = fixed + batch x per-image: the line through the measured points gives the activation memory per
-image, and a batch whose predicted peak would not fit in the memory available is extrapolated from it,
-never run, and labelled so.
+The peak grows with the batch by the activations kept for the backward pass (counted per image on the
+meta device, and measured between the two largest batches run); a batch whose predicted peak would not
+fit in the memory available is extrapolated, never run, and labelled so.
 
 ``--segnet`` measures what the SegNet paper reports for DeconvNet (Badrinarayanan et al. 2017, Table 6):
 one 352x480 image (the nearest size to their 360x480 that our network takes), forward and backward
@@ -96,47 +96,86 @@ def child(preset: str, batch: int, size: tuple[int, int], steps: int, inference:
     return out
 
 
-def run_child(preset: str, batch: int, size: tuple[int, int], steps: int = 1, inference: bool = False) -> dict:
-    """``child`` in a fresh interpreter, so that its peak is its own."""
+def run_child(preset: str, batch: int, size: tuple[int, int], steps: int = 1, inference: bool = False) -> dict | None:
+    """``child`` in a fresh interpreter, so that its peak is its own; None if it died (e.g. out of memory)."""
     cmd = [sys.executable, __file__, "--child", "--preset", preset, "--batches", str(batch),
            "--size", *map(str, size), "--steps", str(steps)] + (["--inference"] if inference else [])
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        print(f"memory child for batch {batch} ended with {done.returncode}: {done.stderr.strip()[-300:]}", flush=True)
+        return None
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def fit_line(points: list[tuple[int, float]]) -> tuple[float, float]:
-    """Least-squares ``(fixed, per_image)`` of peak = fixed + batch x per_image (one point: per-image 0)."""
-    n = len(points)
-    mx, my = sum(b for b, _ in points) / n, sum(m for _, m in points) / n
-    var = sum((b - mx) ** 2 for b, _ in points)
-    slope = sum((b - mx) * (m - my) for b, m in points) / var if var else 0.0
-    return my - slope * mx, slope
+def saved_mib_per_image(preset: str) -> float:
+    """Activations autograd keeps for the backward pass, MiB per image: counted on the meta device, not run.
+
+    The difference between batches 4 and 2, so that the weights (which the convolutions also save) cancel.
+    """
+    cfg = model_config(preset)
+
+    def saved(batch: int) -> int:
+        kept: dict[int, int] = {}  # by tensor: a map saved by two operations (BN, then in-place ReLU) is one
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            kept[id(t)] = t.numel() * t.element_size()
+            return t  # held by the graph until the end of the block, so ids are not reused
+
+        with torch.device("meta"), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            build_model(cfg).train()(torch.rand(batch, 3, cfg.input_size, cfg.input_size))
+        return sum(kept.values())
+
+    return (saved(4) - saved(2)) / 2 / 2**20
 
 
-def training_memory(preset: str, batches: list[int], side: int | None = None, margin: float = 0.8) -> dict:
-    """Peak memory per batch size, measured where the prediction fits in ``margin`` of MemAvailable."""
-    size = (side or model_config(preset).input_size,) * 2
+def growth(points: list[tuple[int, float]]) -> float | None:
+    """MiB per image between the two largest measured batches (None with fewer than two)."""
+    if len(points) < 2:
+        return None
+    (b0, m0), (b1, m1) = sorted(points)[-2:]
+    return (m1 - m0) / (b1 - b0)
+
+
+def predict(points: list[tuple[int, float]], per_image: float, batch: int) -> float | None:
+    """Peak at ``batch`` from the largest measured one, growing by ``per_image`` MiB: a lower bound, since the
+    growth per image rises with the batch (small batches peak while the gradients are made, large ones while
+    the activations are held)."""
+    if len(points) < 2:
+        return None
+    last_batch, last_peak = max(points)
+    return last_peak + (batch - last_batch) * max(per_image, growth(points))
+
+
+def training_memory(preset: str, batches: list[int], margin: float = 0.95, safety: float = 1.1) -> dict:
+    """Peak memory per batch size: measured where ``safety`` x the prediction fits in ``margin`` of
+    MemAvailable, else extrapolated (and labelled so) rather than risk the out-of-memory killer."""
+    size = (model_config(preset).input_size,) * 2
+    saved = saved_mib_per_image(preset)
     rows, measured = [], []
     for batch in sorted(batches):
-        fixed, per_image = fit_line(measured) if len(measured) >= 2 else (None, None)
-        predicted = fixed + per_image * batch if fixed is not None else None
-        if predicted is not None and predicted > margin * available_mib():
+        predicted = predict(measured, saved, batch)
+        if predicted is not None and safety * predicted > margin * available_mib():
             rows.append({"batch": batch, "peak_mib": predicted, "measured": False})
-            print(f"memory {preset} batch {batch}: {predicted:,.0f} MiB predicted, more than fits; not run", flush=True)
+            print(f"memory {preset} batch {batch}: {predicted:,.0f} MiB or more predicted; does not fit, not run",
+                  flush=True)
             continue
-        row = run_child(preset, batch, size) | {"measured": True}
-        rows.append(row)
+        row = run_child(preset, batch, size)
+        if row is None:  # killed, most likely by the out-of-memory killer: say so, keep the prediction
+            rows.append({"batch": batch, "peak_mib": predicted, "measured": False, "killed": True})
+            continue
+        rows.append(row | {"measured": True})
         measured.append((batch, row["peak_mib"]))
         print(f"memory {preset} batch {batch}: peak {row['peak_mib']:,.0f} MiB (baseline {row['baseline_mib']:,.0f})",
               flush=True)
-    fixed, per_image = fit_line(measured)
-    return {"preset": preset, "size": list(size), "rows": rows, "fixed_mib": fixed, "per_image_mib": per_image,
-            "available_mib": available_mib()}
+    return {"preset": preset, "size": list(size), "rows": rows, "growth_mib_per_image": growth(measured),
+            "saved_mib_per_image": saved, "available_mib": available_mib()}
 
 
 def segnet_comparison(preset: str = "paper") -> dict:
     """SegNet's Table 6 quantities for our DeconvNet: one 352x480 image, a warm step, memory."""
     row = run_child(preset, 1, SEGNET_SIZE, steps=2, inference=True)
+    if row is None:
+        return {}
     print(f"segnet size {SEGNET_SIZE}: forward {row['forward_s'] * 1000:.0f} ms, backward "
           f"{row['backward_s'] * 1000:.0f} ms, training peak {row['peak_mib']:,.0f} MiB", flush=True)
     return row

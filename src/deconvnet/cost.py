@@ -86,6 +86,10 @@ def variant_summary(part: dict) -> list[str]:
             continue
         first, best = rows[0], max(rows, key=lambda r: r["forward_gflops"])
         top = ceiling(part["matmul_gflops"], first["precision"])
+        if best is first:
+            lines.append(f"- {model}, `{preset}`: the forward pass at {_share(first['forward_gflops'], top)} of the "
+                         f"ceiling as *{first['variant']}*; no other variant was faster in this run.")
+            continue
         lines.append(f"- {model}, `{preset}`: the forward pass at {_share(first['forward_gflops'], top)} of the "
                      f"ceiling as *{first['variant']}*, at {_share(best['forward_gflops'], top)} as "
                      f"*{best['variant']}* ({best['forward_gflops'] / first['forward_gflops']:.2f}x the images/s).")
@@ -176,20 +180,28 @@ def instance_section(instance: dict | None) -> list[str]:
     return out
 
 
+def _how(row: dict) -> str:
+    if row["measured"]:
+        return "measured"
+    return "**extrapolated**, at least (" + ("the run was killed" if row.get("killed") else "would not fit here") + ")"
+
+
 def memory_section(memory: dict | None) -> list[str]:
     """Peak memory of one training step per batch size: measured, or extrapolated and labelled so."""
     if not memory:
         return []
-    rows = [[r["batch"], r["peak_mib"], r.get("baseline_mib"),
-             "measured" if r["measured"] else "**extrapolated** (would not fit here)"] for r in memory["rows"]]
+    rows = [[r["batch"], r["peak_mib"], r.get("baseline_mib"), _how(r)] for r in memory["rows"]]
     h, w = memory["size"]
     return ["## Training memory", "",
             f"Peak resident memory of one training step (forward, backward, SGD with momentum) of the "
             f"`{memory['preset']}` DeconvNet on {w}x{h} crops, each batch size in a fresh process. The",
             "baseline is the process before the step: weights, momentum buffers and the libraries.", "",
             *_table(["batch", "peak (MiB)", "baseline (MiB)", "how"], rows),
-            f"A line through the measured points: {_fmt(memory['fixed_mib'])} MiB fixed + "
-            f"{_fmt(memory['per_image_mib'])} MiB per image (activations and their gradients).", ""]
+            f"Autograd keeps {_fmt(memory.get('saved_mib_per_image'))} MiB of activations per image for the backward "
+            f"pass (counted on the meta device); between the two largest batches run, the peak grew by "
+            f"{_fmt(memory.get('growth_mib_per_image'))} MiB per image. Small batches peak while the 1 GB of gradients "
+            "is made, large ones while the activations are held, so the growth per image rises with the batch; an "
+            "extrapolated batch adds the larger of the two per image to the largest batch run, a lower bound.", ""]
 
 
 def segnet_section(segnet: dict | None, hardware_name: str) -> list[str]:
@@ -228,16 +240,22 @@ def engine_section(results: dict[str, dict]) -> list[str]:
             *_table(["device", "preset", "crops per step", "crops/s", "peak GPU memory (MiB)"], rows)]
 
 
+def _parts(parts: dict | None) -> str:
+    return " (" + ", ".join(f"{k} {v:.0f} s" for k, v in parts.items()) + ")" if parts else ""
+
+
 def run_section(cpu: dict | None) -> list[str]:
     """When and how long ``make bench`` ran here, and how busy the machine was."""
     if not cpu:
         return []
     load = [", ".join(f"{v:g}" for v in cpu.get(k) or []) or "?" for k in ("load_average_start", "load_average")]
+    hw = cpu["hardware"]
     return ["## This run", "",
-            f"`make bench` on {cpu['hardware']['name']} ({cpu['hardware']['torch_threads']} torch threads, "
-            f"{', '.join(cpu['hardware']['vector_units']) or 'no AVX'}), {cpu.get('created', '?')}: "
-            f"{_fmt(cpu.get('wall_s'))} s in all. Load average (1, 5, 15 min) at the start {load[0]}, at the end "
-            f"{load[1]}; with more runnable processes than cores the CPU numbers are lower than the machine's.", ""]
+            f"`make bench` on {hw['name']} ({hw['torch_threads']} torch threads, "
+            f"{', '.join(hw['vector_units']) or 'no AVX'}), {cpu.get('created', '?')}: "
+            f"{_fmt(cpu.get('wall_s'))} s in all{_parts(cpu.get('part_s'))}. Load average (1, 5, 15 min) at the "
+            f"start {load[0]}, at the end {load[1]}; with more runnable processes than cores, the CPU numbers are "
+            "lower than the machine's.", ""]
 
 
 def render_cost_page(results: dict[str, dict]) -> str:
