@@ -5,17 +5,16 @@ broken internal link and log no error to the console. A screenshot of each page 
 ``_build/screenshots/`` for people to look at.
 """
 
-import functools
-import http.server
 import re
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urljoin, urlparse
 
 import pytest
+
+from deconvnet.pdf import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -42,15 +41,8 @@ def pages(html: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def server(built):
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    handler = functools.partial(Quiet, directory=str(built))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
+    with serve(built) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
