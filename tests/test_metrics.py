@@ -132,3 +132,20 @@ def test_where_and_what_separates_finding_from_naming():
     w = WhereAndWhat()
     w.update(scores, target)
     assert w.summary() == {"where_iou": 1.0, "what_accuracy": 0.75, "what_baseline": 0.5}
+
+
+def test_scoreboard_takes_tv_tensors_without_numpy_warnings():
+    import warnings
+
+    from torchvision import tv_tensors
+
+    from deconvnet.metrics import Scoreboard
+
+    truth = tv_tensors.Mask(torch.zeros(8, 8, dtype=torch.int64))
+    truth[2:6, 2:6] = 1
+    board = Scoreboard(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        board.update(truth, truth)
+    assert board.metrics.pixel_accuracy() == 1.0 and board.boundary == [1.0]
+    assert int(truth.sum()) == 16, "the caller's mask is left as it was"

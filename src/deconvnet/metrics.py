@@ -165,6 +165,13 @@ def instance_ious(pred, target, labels, masks, margin: float = 2.0) -> tuple[np.
     return np.array(ious, np.float64), np.array(scales, np.float64)
 
 
+def _writable(x) -> torch.Tensor:
+    """A plain-tensor copy of an array or a tensor (tv_tensors too, whose ``__array__`` numpy 2 warns about)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().as_subclass(torch.Tensor).cpu().clone()
+    return torch.as_tensor(np.array(x))
+
+
 def size_bin(scales) -> np.ndarray:
     """Index into ``SIZE_NAMES`` (small, medium, large) of each scale, by ``SIZE_EDGES``."""
     return np.digitize(np.asarray(scales), SIZE_EDGES)
@@ -189,7 +196,7 @@ class Scoreboard:
             self.metrics = SegmentationMetrics(self.num_classes)
 
     def update(self, pred, target, labels=None, masks=None) -> None:
-        pred_t, target_t = torch.as_tensor(np.array(pred)), torch.as_tensor(np.array(target))  # writable copies
+        pred_t, target_t = _writable(pred), _writable(target)
         self.metrics.update(pred_t, target_t)
         self.boundary.append(boundary_f1(pred_t.numpy(), target_t.numpy(), self.tolerance))
         if labels is not None and len(labels):
