@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from deconvnet.book import cpuinfo
 from deconvnet.config import ModelConfig, get_preset
 from deconvnet.files import atomic_path
 from deconvnet.summary import layer_table
@@ -83,19 +84,6 @@ def ceilings(device: torch.device) -> dict[str, float]:
     return {"fp32": blas_ceiling(device, torch.float32, 2048), "fp32_onednn": onednn_ceiling(2048)}
 
 
-def _cpuinfo() -> dict[str, str]:
-    """The first processor's fields in /proc/cpuinfo (empty off Linux)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return {}
-    fields = {}
-    for line in text.split("\n\n")[0].splitlines():
-        key, _, value = line.partition(":")
-        fields[key.strip()] = value.strip()
-    return fields
-
-
 def _memory_total_gib() -> float | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -108,7 +96,7 @@ def _memory_total_gib() -> float | None:
 
 def hardware(device: torch.device) -> dict:
     """The machine in words and numbers, read from the machine itself: CPU model, cores, vector units, GPU."""
-    info = _cpuinfo()
+    info = cpuinfo()
     flags = set(info.get("flags", "").split())
     vector = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
     cpu = info.get("model name") or platform.processor() or platform.machine()

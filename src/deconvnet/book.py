@@ -99,18 +99,24 @@ def check_parameters(selected: list[Chapter], parameters: dict) -> None:
             )
 
 
+def cpuinfo() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo (empty off Linux); also read by ``make bench``."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    fields = {}
+    for line in text.split("\n\n")[0].splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
 def device_description() -> str:
     """What the chapters run on: the GPU's name, or the CPU with its thread count."""
     if torch.cuda.is_available():
         return f"cuda ({torch.cuda.get_device_name(0)})"
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpuinfo().get("model name") or platform.processor() or platform.machine()
     return f"cpu ({model}, {torch.get_num_threads()} threads)"
 
 
