@@ -24,7 +24,6 @@ from deconvnet.config import get_preset
 from deconvnet.data.proposals import selective_search
 from deconvnet.data.synthvoc import scene
 from deconvnet.ensemble import RELEASE_CRF, dense_crf
-from deconvnet.fastpath import use_matmul_fc
 from deconvnet.model import build_model
 
 STEPS = ("proposals", "crop", "network", "aggregate", "crf")
@@ -41,7 +40,7 @@ def pipeline(model, image, preset, boxes, proposals_s: float, top_n: int, batch:
     return {"batch": batch, "windows": len(result.windows), "seconds": steps, "total_s": sum(steps.values())}
 
 
-def run(preset: str = "paper", top_n: int = 50, batches: tuple[int, ...] = (50, 1), matmul_fc: bool = False) -> dict:
+def run(preset: str = "paper", top_n: int = 50, batches: tuple[int, ...] = (50, 1)) -> dict:
     """The pipeline's split for each batch size on one scene of the preset's data (500 px for ``paper``)."""
     data = get_preset(preset).data
     image = scene(data, 0)[0]  # (H, W, 3) uint8
@@ -50,8 +49,6 @@ def run(preset: str = "paper", top_n: int = 50, batches: tuple[int, ...] = (50, 
     proposals_s = time.perf_counter() - start
     torch.manual_seed(0)
     model = build_model(model_config(preset)).eval()
-    if matmul_fc:
-        use_matmul_fc(model)
     runs = []
     for batch in batches:
         runs.append(pipeline(model, image, preset, boxes, proposals_s, top_n, batch))
@@ -59,7 +56,7 @@ def run(preset: str = "paper", top_n: int = 50, batches: tuple[int, ...] = (50, 
         print(f"instance {preset} {runs[-1]['windows']} windows, {batch} per pass: "
               + ", ".join(f"{k} {v:.2f} s" for k, v in s.items()), flush=True)
     return {"preset": preset, "image_hw": list(image.shape[:2]), "top_n": top_n, "proposals_found": len(boxes),
-            "matmul_fc": matmul_fc, "runs": runs, "load_average": load_average()}
+            "runs": runs, "load_average": load_average()}
 
 
 def main() -> None:
@@ -67,10 +64,9 @@ def main() -> None:
     parser.add_argument("--preset", default="paper")
     parser.add_argument("--top-n", type=int, default=50)
     parser.add_argument("--batches", nargs="+", type=int, default=[50, 1])
-    parser.add_argument("--matmul-fc", action="store_true", help="fc6 / fc6-deconv as matrix products")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    out = run(args.preset, args.top_n, tuple(args.batches), args.matmul_fc)
+    out = run(args.preset, args.top_n, tuple(args.batches))
     print(json.dumps(out, indent=1))
     if args.json:
         write_json(args.json, out)

@@ -3,11 +3,12 @@
     python benchmarks/throughput.py [--device cpu|cuda] [--presets quick paper] [--side 224] [--json out.json]
 
 Prints a table and writes JSON: images/s and achieved GFLOP/s for forward and forward+backward, per model,
-preset and variant. On the CPU the variants are the network as shipped (fp32, NCHW), channels-last, and
-channels-last with fc6 / fc6-deconv as matrix products (``deconvnet.fastpath``); on a GPU fp32 and bf16
-autocast with channels-last. On the CPU a per-layer-kind split of one forward pass says where the time
-goes. FLOPs are computed from the layer shapes (``deconvnet.summary``), never copied; backward is counted as
-twice the forward. A benchmark, not a test: nothing here fails on a slow machine.
+preset and variant. Every model is built on the CPU fast path (``deconvnet.fastpath``: channels-last, fc6 /
+fc6-deconv as matrix products); on the CPU the variants are that network as shipped, the reference path it
+replaced (NCHW, PyTorch's own convolutions: the "before") and channels-last alone; on a GPU fp32 and bf16
+autocast, as shipped. On the CPU a per-layer-kind split of one forward pass says where the time goes. FLOPs
+are computed from the layer shapes (``deconvnet.summary``), never copied; backward is counted as twice the
+forward. A benchmark, not a test: nothing here fails on a slow machine.
 """
 
 from __future__ import annotations
@@ -21,29 +22,31 @@ import torch
 from common import ceilings, forward_flops, hardware, load_average, model_config, sync, timed, write_json
 from torch import nn
 
-from deconvnet.fastpath import use_matmul_fc
+from deconvnet.fastpath import use_channels_last, use_fast_path, use_reference_path
 from deconvnet.layers import Pool, Unpool
 from deconvnet.model import build_model
 
-# name -> (precision, channels_last, fc6 / fc6-deconv as matrix products, what the table calls it)
+# name -> (precision, layout, what the table calls it); the layouts are the functions of deconvnet.fastpath
 VARIANTS = {
-    "fp32": ("fp32", False, False, "fp32, NCHW (as shipped)"),
-    "fp32+cl": ("fp32", True, False, "fp32, channels-last"),
-    "fp32+cl+mm": ("fp32", True, True, "fp32, channels-last, fc as matmul"),
-    "bf16+cl": ("bf16", True, False, "bf16 autocast, channels-last"),
+    "fp32": ("fp32", "shipped", "fp32 as shipped (channels-last, fc as matmul)"),
+    "fp32-nchw": ("fp32", "reference", "fp32, NCHW, plain convolutions (before)"),
+    "fp32-cl": ("fp32", "channels-last", "fp32, channels-last, plain convolutions"),
+    "bf16": ("bf16", "shipped", "bf16 autocast as shipped"),
 }
-CPU_VARIANTS, GPU_VARIANTS = ("fp32", "fp32+cl", "fp32+cl+mm"), ("fp32", "bf16+cl")
+CPU_VARIANTS, GPU_VARIANTS = ("fp32-nchw", "fp32-cl", "fp32"), ("fp32", "bf16")
 FC_LAYERS = ("fc6", "fc7", "fc6_deconv", "score_fr")
+SHIPPED = "fp32"  # the variant every model of the package runs as
 
 
-def prepare(model: nn.Module, x: torch.Tensor, variant: str) -> tuple[nn.Module, torch.Tensor]:
-    """The model and batch in ``variant``'s memory format and layers (in place: variants only add)."""
-    _, channels_last, matmul_fc, _ = VARIANTS[variant]
-    if matmul_fc:
-        use_matmul_fc(model)
-    if channels_last:
-        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    return model, x
+def prepare(model: nn.Module, variant: str) -> nn.Module:
+    """The model in ``variant``'s layout, converted in place from whatever layout it had before."""
+    layout = VARIANTS[variant][1]
+    use_reference_path(model)
+    if layout == "channels-last":
+        use_channels_last(model)
+    elif layout == "shipped":
+        use_fast_path(model)
+    return model
 
 
 def layer_kind(module: nn.Module) -> str | None:
@@ -125,14 +128,13 @@ def model_rows(kind: str, preset: str, side: int, device: torch.device, batch: i
     x = torch.rand(batch, 3, side, side, device=device)
     y = torch.randint(0, cfg.num_classes, (batch, side, side), device=device)
     rows = []
-    for variant in variants:
-        model, xv = prepare(model, x, variant)
-        precision, channels_last, matmul_fc, label = VARIANTS[variant]
-        row = {"model": kind, "preset": preset, "side": side, "batch": batch, "precision": variant, "variant": label,
-               "flops_per_img": flops}
-        row |= measure(model, xv, y, variant, flops, repeats, train=variant in train_variants)
+    for variant in variants:  # the batch stays NCHW: each model's normalise converts it, as in use
+        prepare(model, variant)
+        row = {"model": kind, "preset": preset, "side": side, "batch": batch, "precision": variant,
+               "variant": VARIANTS[variant][2], "shipped": variant == SHIPPED, "flops_per_img": flops}
+        row |= measure(model, x, y, variant, flops, repeats, train=variant in train_variants)
         if split and device.type == "cpu":
-            row["forward_split_s"] = split_forward(model, xv)
+            row["forward_split_s"] = split_forward(model, x)
         rows.append(row)
         print(format_row(row), flush=True)
     return rows

@@ -2,7 +2,7 @@
 
 import json
 
-from deconvnet.cost import ceiling, render_cost_page, write_cost_page
+from deconvnet.cost import ceiling, render_cost_page, variant_summary, write_cost_page
 
 ROW = {"model": "deconvnet", "preset": "paper", "batch": 4, "precision": "fp32", "forward_img_s": 2.0,
        "forward_gflops": 131.0, "forward_ms_per_img": 500.0}
@@ -53,3 +53,12 @@ def test_page_without_a_cpu_run_still_renders(tmp_path):
     page = write_cost_page(tmp_path, tmp_path / "book" / "cost.md").read_text()
     assert "### NVIDIA H200" in page and "Training memory" not in page
     assert [p.name for p in (tmp_path / "book").iterdir()] == ["cost.md"], "no temporary file left behind"
+
+
+def test_variant_summary_puts_the_shipped_network_first():
+    part = {"matmul_gflops": {"fp32": 200.0},
+            "rows": [ROW | {"precision": "fp32-nchw", "variant": "NCHW (before)", "forward_gflops": 92.0},
+                     ROW | {"variant": "shipped", "shipped": True, "forward_gflops": 178.0, "forward_img_s": 3.87}]}
+    [line, _] = variant_summary(part)
+    assert "as shipped (*shipped*) at 89% of the ceiling" in line
+    assert "*NCHW (before)* 46% (shipped is 1.94x faster)" in line

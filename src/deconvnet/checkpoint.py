@@ -23,8 +23,8 @@ from .files import atomic_path
 PACKAGE = Path(__file__).resolve().parent
 # The source files whose change must invalidate a trained model: what decides its weights (network, init,
 # samples, the loop). Evaluation code (metrics, inference) only changes the numbers reported along the way.
-TRAINING_CODE = ("layers.py", "model.py", "pretrained.py", "train.py", "distributed.py", "shape_pretraining.py",
-                 "data/*.py")
+TRAINING_CODE = ("layers.py", "model.py", "fastpath.py", "pretrained.py", "train.py", "distributed.py",
+                 "shape_pretraining.py", "data/*.py")
 
 
 def signature(model: torch.nn.Module) -> dict:

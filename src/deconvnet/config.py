@@ -149,7 +149,7 @@ class TrainConfig:
     val_images: int = 0  # val images per validation; 0 = all (fewer keeps frequent checks cheap)
     checkpoint_every: int = 500  # steps between checkpoints: a killed run repeats at most this many
     workers: int = 2  # DataLoader processes preparing crops while the network trains
-    amp: bool = True  # bf16 autocast and channels_last on a GPU (the CPU always trains in fp32)
+    amp: bool = True  # bf16 autocast on a GPU, 2-3x an fp32 step there (the CPU always trains in fp32)
     sync_bn: bool = True  # under torchrun on GPUs, BN statistics over the global batch (SyncBatchNorm)
 
     def __post_init__(self) -> None:

@@ -50,7 +50,7 @@ def throughput_part(data: dict) -> dict | None:
 
 def ceiling(matmul: dict[str, float], precision: str) -> float | None:
     """The best measured matrix-multiply GFLOP/s for a row's precision (``fp32`` covers ``fp32_onednn``)."""
-    base = precision.split("+")[0]
+    base = re.split(r"[+-]", precision)[0]  # "fp32-nchw", "bf16+cl": the number format comes first
     found = [v for k, v in matmul.items() if k.split("_")[0] == base]
     return max(found) if found else None
 
@@ -76,7 +76,11 @@ def throughput_rows(part: dict) -> list[list]:
 
 
 def variant_summary(part: dict) -> list[str]:
-    """Per model and preset with several variants: the forward share of the ceiling, first variant vs best."""
+    """Per model and preset with several variants: the shipped network's share of the ceiling, then the others'.
+
+    Each share is against the ceiling of the row's own precision; older files, without a ``shipped`` flag,
+    listed the shipped network first.
+    """
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in part["rows"]:
         groups.setdefault((r["model"], r["preset"]), []).append(r)
@@ -84,15 +88,18 @@ def variant_summary(part: dict) -> list[str]:
     for (model, preset), rows in groups.items():
         if len(rows) < 2 or "variant" not in rows[0]:
             continue
-        first, best = rows[0], max(rows, key=lambda r: r["forward_gflops"])
-        top = ceiling(part["matmul_gflops"], first["precision"])
-        if best is first:
-            lines.append(f"- {model}, `{preset}`: the forward pass at {_share(first['forward_gflops'], top)} of the "
-                         f"ceiling as *{first['variant']}*; no other variant was faster in this run.")
-            continue
-        lines.append(f"- {model}, `{preset}`: the forward pass at {_share(first['forward_gflops'], top)} of the "
-                     f"ceiling as *{first['variant']}*, at {_share(best['forward_gflops'], top)} as "
-                     f"*{best['variant']}* ({best['forward_gflops'] / first['forward_gflops']:.2f}x the images/s).")
+        shipped = next((r for r in rows if r.get("shipped")), rows[0])
+
+        def share(r: dict) -> str:
+            return _share(r["forward_gflops"], ceiling(part["matmul_gflops"], r["precision"]))
+
+        others = "; ".join(f"*{r['variant']}* {share(r)} (shipped is "
+                           f"{shipped['forward_img_s'] / r['forward_img_s']:.2f}x faster)"
+                           if r["forward_img_s"] < shipped["forward_img_s"] else
+                           f"*{r['variant']}* {share(r)} ({r['forward_img_s'] / shipped['forward_img_s']:.2f}x "
+                           "faster than shipped)" for r in rows if r is not shipped)
+        lines.append(f"- {model}, `{preset}`: the forward pass as shipped (*{shipped['variant']}*) at "
+                     f"{share(shipped)} of the ceiling; {others}.")
     return lines + [""] if lines else []
 
 
@@ -140,7 +147,8 @@ def split_section(results: dict[str, dict]) -> list[str]:
         return []
     intro = ["## Where a forward pass spends its time", "",
              "One warm forward pass timed layer by layer (hooks around every convolution, BN, ReLU, pool and",
-             "unpool; `rest` is what lies between them), per image. What the variants change, on the CPU:",
+             "unpool; `rest` is what lies between them), per image. Every model of the package is built on the",
+             "CPU fast path of `deconvnet.fastpath`, with both fixes below; the other variants undo them:",
              "",
              "- **channels-last.** oneDNN computes in a channels-last (blocked) layout. Given NCHW tensors, every",
              "  convolution first reorders its input into that layout and its output back, which costs most where",

@@ -1,17 +1,22 @@
-"""CPU fast paths for fc6 and fc6-deconv: the same sums as one matrix product (``make bench``, Cost appendix).
+"""The CPU fast path every model takes: channels-last maps, and fc6 / fc6-deconv as one matrix product.
 
-fc6 is a 7x7 convolution whose kernel covers the whole 7x7 pool5 map, and fc6-deconv a 7x7 transposed
-convolution of a 1x1 map: fully connected layers written as convolutions (paper Sec. 3.1). On the CPU,
-PyTorch hands them to oneDNN, which copies the 411 MB weight into its blocked layout on every call and then
-runs at 1-2 GFLOP/s; as a matrix product over the same weight, read in place, DeconvNet's fc6 and fc6-deconv
-are 5-6x faster forward and 4x faster forward + backward (``benchmarks/throughput.py`` measures it). The
-result is the same sum in another order: equal to float rounding (about 1e-6 relative), not bit for bit.
+Two things kept DeconvNet's forward pass at under half of what this machine's matrix multiply reaches
+(``make bench``, Cost appendix), and both are fixed here, for every model the package builds:
 
-``use_matmul_fc(model)`` switches every qualifying layer of a model to the fast path, on the CPU only (on a
-GPU cuDNN is not slow here, and GPU results stay exactly as they were). It changes no parameter, buffer or
-state-dict key. The training code does not use it: ``layers.py`` is part of the hash that names cached
-models (``checkpoint.TRAINING_CODE``), so moving this there is a decision for a time when models are
-retrained anyway.
+* **channels-last.** oneDNN computes convolutions in a channels-last layout; given NCHW tensors it reorders
+  every activation on the way in and out, and max pooling with switches runs about 15x slower in NCHW.
+  ``use_fast_path`` stores the weights channels-last and the model's ``normalise`` hands the first layer a
+  channels-last batch, so no layer copies.
+* **fc6 and fc6-deconv as matrix products.** fc6 is a 7x7 convolution whose kernel covers the whole 7x7
+  pool5 map, and fc6-deconv a 7x7 transposed convolution of a 1x1 map: fully connected layers written as
+  convolutions (paper Sec. 3.1). oneDNN copies their 411 MB weight into its blocked layout on every call
+  and then runs at 1-2 GFLOP/s; as a matrix product over the same weight, read in place, they are 5-6x
+  faster forward and 4x faster forward + backward.
+
+Both compute the same sums in another order: equal to float rounding (about 1e-6 relative), not bit for
+bit, so this module is part of the training code's hash (``checkpoint.TRAINING_CODE``). On a GPU the layers
+take cuDNN's convolutions as before. ``use_reference_path`` undoes both (NCHW, plain convolutions): the
+benchmark's "before", and the independent implementation the tests compare against.
 """
 
 from __future__ import annotations
@@ -47,19 +52,33 @@ def patch_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
 
 
 def spread(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """``conv_transpose2d(x, weight, bias)`` of a 1x1 map ``(N, C_in, 1, 1)``: ``(N, C_out, k, k)``.
+    """``conv_transpose2d(x, weight, bias)`` (stride 1, no padding) as one matrix product: ``(N, C_out, H+k-1, W+k-1)``.
 
     Each input vector paints one copy of the ``(C_in, C_out, k, k)`` filter bank, i.e. one row of a matrix
-    product. A channels-last weight gives a channels-last output, as the convolution would.
+    product; a 1x1 map (fc6-deconv on a crop) is then the whole answer, a larger one (a whole image) adds the
+    overlapping copies up (``F.fold``, col2im). A channels-last weight gives a channels-last output, as the
+    convolution would.
     """
-    n, (c_in, c_out, kh, kw) = x.shape[0], weight.shape
-    flat_x = x.reshape(n, c_in)
-    if _channels_last(weight):  # stored (C_in, kh, kw, C_out)
-        flat_w = weight.permute(0, 2, 3, 1).reshape(c_in, -1)
-        b = None if bias is None else bias.repeat(kh * kw)  # C_out varies fastest
-        return F.linear(flat_x, flat_w.t(), b).view(n, kh, kw, c_out).permute(0, 3, 1, 2)
-    b = None if bias is None else bias.repeat_interleave(kh * kw)  # each channel's bias over its k x k block
-    return F.linear(flat_x, weight.reshape(c_in, -1).t(), b).view(n, c_out, kh, kw)
+    n, (c_in, c_out, kh, kw), (h, w) = x.shape[0], weight.shape, x.shape[-2:]
+    last = _channels_last(weight)
+    if h == w == 1:
+        flat_x = x.reshape(n, c_in)
+        if last:  # stored (C_in, kh, kw, C_out)
+            b = None if bias is None else bias.repeat(kh * kw)  # C_out varies fastest
+            flat_w = weight.permute(0, 2, 3, 1).reshape(c_in, -1)
+            return F.linear(flat_x, flat_w.t(), b).view(n, kh, kw, c_out).permute(0, 3, 1, 2)
+        b = None if bias is None else bias.repeat_interleave(kh * kw)  # each channel's bias over its k x k block
+        return F.linear(flat_x, weight.reshape(c_in, -1).t(), b).view(n, c_out, kh, kw)
+    rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c_in)
+    if last:
+        cols = (rows @ weight.permute(0, 2, 3, 1).reshape(c_in, -1)).view(n, h * w, kh, kw, c_out)
+        cols = cols.permute(0, 4, 2, 3, 1)  # (N, C_out, kh, kw, H*W), the order fold reads
+    else:
+        cols = (rows @ weight.reshape(c_in, -1)).view(n, h * w, c_out, kh, kw).permute(0, 2, 3, 4, 1)
+    out = F.fold(cols.reshape(n, c_out * kh * kw, h * w), (h + kh - 1, w + kw - 1), (kh, kw))
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1)
+    return out.contiguous(memory_format=torch.channels_last) if last else out  # (N, C_out, H+k-1, W+k-1)
 
 
 def _padding(m: nn.Conv2d) -> int | None:
@@ -76,32 +95,44 @@ def _plain(m: nn.Module) -> bool:
     return m.stride == (1, 1) and m.dilation == (1, 1) and m.groups == 1
 
 
+def _patches_fit(x: torch.Tensor, weight: torch.Tensor, padding: int) -> bool:
+    """True when the im2col patches of ``x`` take no more memory than the weight itself.
+
+    That is the case where the weight dominates and reading it once, in place, is what matters: fc6 on a
+    crop (one patch per image), and fc6 sliding over the 8x11 pool5 map of a whole val image. For a 3x3
+    convolution over a large map the patches would be 9x the input, and oneDNN's convolution is the better way.
+    """
+    kh, kw = weight.shape[-2:]
+    h, w = x.shape[-2] + 2 * padding - kh + 1, x.shape[-1] + 2 * padding - kw + 1  # the output's size
+    return h > 0 and w > 0 and x.shape[0] * h * w * x.shape[1] * kh * kw <= weight.numel()
+
+
 class MatmulConv2d(nn.Conv2d):
-    """``nn.Conv2d`` that computes a kernel covering its whole input on the CPU as one matrix product."""
+    """``nn.Conv2d`` that, on the CPU, computes a layer whose weight outweighs its patches as one matrix product."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pad = _padding(self)
-        covers = x.shape[-2] <= self.kernel_size[0] and x.shape[-1] <= self.kernel_size[1]
-        if x.device.type == "cpu" and _plain(self) and pad is not None and covers:
+        if x.device.type == "cpu" and _plain(self) and pad is not None and _patches_fit(x, self.weight, pad):
             return patch_conv(x, self.weight, self.bias, pad)
         return super().forward(x)
 
 
 class MatmulConvTranspose2d(nn.ConvTranspose2d):
-    """``nn.ConvTranspose2d`` that computes a 1x1 input on the CPU as one matrix product."""
+    """``nn.ConvTranspose2d`` that, on the CPU, computes a layer whose weight outweighs its input as a product."""
 
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
         plain = _plain(self) and self.padding == (0, 0) and self.output_padding == (0, 0)
-        if x.device.type == "cpu" and output_size is None and plain and x.shape[-2:] == (1, 1):
+        fits = x.shape[0] * x.shape[-2] * x.shape[-1] <= self.in_channels  # its products take no more than the weight
+        if x.device.type == "cpu" and output_size is None and plain and fits:
             return spread(x, self.weight, self.bias)
         return super().forward(x, output_size)
 
 
 def use_matmul_fc(model: nn.Module) -> nn.Module:
-    """Give every convolution with a kernel larger than 1x1 the fast path, in place; returns ``model``.
+    """Give every convolution with a kernel larger than 1x1 the matrix-product path, in place; returns ``model``.
 
     Only the class changes (parameters, hooks and state-dict keys stay), and each layer falls back to the
-    convolution whenever its input is not the whole-map case, so any input size still works.
+    convolution whenever the matrix product would not pay, so any input size still works.
     """
     for m in model.modules():
         wide = m.kernel_size != (1, 1) if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) else False
@@ -110,3 +141,37 @@ def use_matmul_fc(model: nn.Module) -> nn.Module:
         elif type(m) is nn.ConvTranspose2d and wide:
             m.__class__ = MatmulConvTranspose2d
     return model
+
+
+def use_channels_last(model: nn.Module, on: bool = True) -> nn.Module:
+    """Store the weights channels-last (or NCHW) and tell the model's ``normalise`` to convert its input."""
+    model.to(memory_format=torch.channels_last if on else torch.contiguous_format)
+    for m in model.modules():
+        if hasattr(m, "channels_last"):
+            m.channels_last = on
+    return model
+
+
+def use_fast_path(model: nn.Module) -> nn.Module:
+    """What every model of the package is built with: channels-last, and fc6 / fc6-deconv as matrix products.
+
+    Called at the end of each model's constructor (``model.py``, ``shape_pretraining.py``); only the fc
+    layers (``fc6``, ``fc6_deconv``) change class, so the rest of the model prints as plain PyTorch layers.
+    """
+    for name in ("fc6", "fc6_deconv"):
+        if hasattr(model, name):
+            use_matmul_fc(getattr(model, name))
+    return use_channels_last(model)
+
+
+def use_reference_path(model: nn.Module) -> nn.Module:
+    """Undo ``use_fast_path``: NCHW weights and input, every layer PyTorch's own convolution, in place.
+
+    The network as it was before the fast path: the benchmark's baseline and the tests' reference.
+    """
+    for m in model.modules():
+        if type(m) is MatmulConv2d:
+            m.__class__ = nn.Conv2d
+        elif type(m) is MatmulConvTranspose2d:
+            m.__class__ = nn.ConvTranspose2d
+    return use_channels_last(model, on=False)

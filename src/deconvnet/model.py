@@ -5,7 +5,9 @@ swapped for pools that keep switches. The decoder mirrors it: fc6-deconv, then f
 3x3 deconvolutions, each followed by BN and ReLU, and a 1x1 score layer.
 
 Models take RGB images in [0, 1] and normalise them with the statistics stored in ``pixel_mean`` /
-``pixel_std``, which ``pretrained.load_vgg16_encoder`` sets to those its weights were trained with.
+``pixel_std``, which ``pretrained.load_vgg16_encoder`` sets to those its weights were trained with. Every
+model is built on the CPU fast path (``fastpath.use_fast_path``: channels-last maps, fc6 / fc6-deconv as
+matrix products); it computes the same function as plain NCHW convolutions, to float rounding.
 
 Used in chapter 1 (architecture) and by every later chapter; FCN-8s in chapter 6 (ensemble).
 """
@@ -19,6 +21,7 @@ from torch import nn
 from torchvision.models import vgg
 
 from .config import VGG16_DEPTHS, ModelConfig
+from .fastpath import use_fast_path
 from .layers import Pool, Unpool, conv_block, deconv_block
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's RGB statistics; replaced by the weights' own on loading
@@ -87,6 +90,7 @@ class _Segmenter(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self.encoder = VGGEncoder(cfg)
+        self.channels_last = False  # set by fastpath.use_fast_path, which every subclass calls last
 
     def check_input(self, x: torch.Tensor) -> None:
         """Refuse inputs the network cannot segment exactly, saying which sizes work."""
@@ -102,7 +106,9 @@ class _Segmenter(nn.Module):
             )
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.pixel_mean) / self.pixel_std
+        """``(x - mean) / std``, in the memory format the weights are stored in (so no layer reorders it)."""
+        x = (x - self.pixel_mean) / self.pixel_std
+        return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
     def init_weights(self) -> None:
         """Gaussian weights with std ``cfg.init_std`` (0.01 in the paper), zero biases, identity BN."""
@@ -147,6 +153,7 @@ class DeconvNet(_Segmenter):
         self.fc6[0].paper_name, self.fc7[0].paper_name = "fc6", "fc7"
         self.fc6_deconv[0].paper_name, self.score.paper_name = "fc6_deconv", "score"
         self.init_weights()
+        use_fast_path(self)
 
     def forward(self, x: torch.Tensor, return_stages: bool = False):
         """Class scores ``(N, num_classes, H, W)``; with ``return_stages`` also a dict of every stage's map.
@@ -171,7 +178,7 @@ class DeconvNet(_Segmenter):
             h = block(h)  # dense
             if stages is not None:
                 stages[f"deconv{stage}"] = h
-        scores = self.score(h)  # (N, num_classes, H, W)
+        scores = self.score(h).contiguous()  # (N, num_classes, H, W), NCHW whatever the layout inside
         return scores if stages is None else (scores, stages)
 
 
@@ -216,6 +223,7 @@ class FCN8s(_Segmenter):
             nn.init.zeros_(skip.bias)
         for up in (self.upscore2, self.upscore_pool4, self.upscore8):
             up.weight.data.copy_(_bilinear_kernel(n, up.kernel_size[0]))
+        use_fast_path(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
@@ -227,7 +235,7 @@ class FCN8s(_Segmenter):
         h = self.score_fr(self.fc7(self.fc6(h)))  # (N, classes, H/32, W/32)
         h = self.upscore2(h) + self.score_pool4(pooled[3])  # (N, classes, H/16, W/16)
         h = self.upscore_pool4(h) + self.score_pool3(pooled[2])  # (N, classes, H/8, W/8)
-        return self.upscore8(h)  # (N, classes, H, W)
+        return self.upscore8(h).contiguous()  # (N, classes, H, W), NCHW whatever the layout inside
 
 
 def build_model(cfg: ModelConfig, kind: str = "deconvnet") -> _Segmenter:

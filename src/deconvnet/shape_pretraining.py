@@ -25,6 +25,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 from torch.utils.data import Dataset
 
 from .config import ModelConfig
+from .fastpath import use_fast_path
 from .layers import conv_block
 from .model import _config, _Segmenter
 
@@ -49,6 +50,7 @@ class ShapeClassifier(_Segmenter):
         self.fc8 = nn.Conv2d(fc, cfg.num_classes, 1)  # VGG16's fc8, one output per class
         self.fc6[0].paper_name, self.fc7[0].paper_name, self.fc8.paper_name = "fc6", "fc7", "fc8"
         self.init_weights()
+        use_fast_path(self)
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)

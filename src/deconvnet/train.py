@@ -121,9 +121,7 @@ def _describe(device: torch.device) -> str:
 
 
 def _prepare(model: torch.nn.Module, cfg: TrainConfig, world: World):
-    model.to(world.device)
-    if world.device.type == "cuda" and cfg.amp:
-        model.to(memory_format=torch.channels_last)
+    model.to(world.device)  # keeps the channels-last weights every model is built with (fastpath.py)
     if world.size == 1:
         return model
     if world.device.type == "cuda" and cfg.sync_bn:
@@ -168,8 +166,6 @@ def train(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: P
             images, labels = next(batches)
             images = images.to(world.device, non_blocking=True)
             labels = labels.to(world.device, non_blocking=True)
-            if amp:
-                images = images.contiguous(memory_format=torch.channels_last)
             pixels = labels.numel() * cfg.accumulate  # DDP then averages over processes
             sync = contextlib.nullcontext() if world.size == 1 or m == cfg.accumulate - 1 else net.no_sync()
             with sync, torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
