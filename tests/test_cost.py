@@ -46,6 +46,7 @@ def test_page_names_hardware_and_labels_extrapolation():
     assert "| forward (ms) | 474.65 | 2,000 | 4.21 |" in page
     assert "2.0x faster" in page, "batched vs one window per pass"
     assert "| 668 |" in page and "420 s in all" in page
+    assert page.count("a run before every model was built channels-last") == 2, "both files predate the flag"
 
 
 def test_page_without_a_cpu_run_still_renders(tmp_path):
@@ -60,5 +61,5 @@ def test_variant_summary_puts_the_shipped_network_first():
             "rows": [ROW | {"precision": "fp32-nchw", "variant": "NCHW (before)", "forward_gflops": 92.0},
                      ROW | {"variant": "shipped", "shipped": True, "forward_gflops": 178.0, "forward_img_s": 3.87}]}
     [line, _] = variant_summary(part)
-    assert "as shipped (*shipped*) at 89% of the ceiling" in line
+    assert "`paper`, forward: *shipped* at 89% of the ceiling" in line
     assert "*NCHW (before)* 46% (shipped is 1.94x faster)" in line

@@ -98,8 +98,8 @@ def variant_summary(part: dict) -> list[str]:
                            if r["forward_img_s"] < shipped["forward_img_s"] else
                            f"*{r['variant']}* {share(r)} ({r['forward_img_s'] / shipped['forward_img_s']:.2f}x "
                            "faster than shipped)" for r in rows if r is not shipped)
-        lines.append(f"- {model}, `{preset}`: the forward pass as shipped (*{shipped['variant']}*) at "
-                     f"{share(shipped)} of the ceiling; {others}.")
+        lines.append(f"- {model}, `{preset}`, forward: *{shipped['variant']}* at {share(shipped)} of the "
+                     f"ceiling; {others}.")
     return lines + [""] if lines else []
 
 
@@ -122,6 +122,9 @@ def throughput_section(results: dict[str, dict]) -> list[str]:
                 f"From `{name}`: torch {part.get('torch', '?')}, {part.get('threads', '?')} threads; "
                 f"matrix-multiply ceiling (GFLOP/s): {tops}.", ""]
         out += _table(header, throughput_rows(part)) + variant_summary(part)
+        if not any("shipped" in r for r in part["rows"]):
+            out += ["These rows come from a run before every model was built channels-last "
+                    "(`deconvnet.fastpath`): its `fp32` rows ran NCHW, its `+cl` rows channels-last.", ""]
     if any(float(cell[:-1]) > 100 for cell in re.findall(r"\| ([\d.]+%) \|", "\n".join(out))):
         out += ["A share above 100% means the convolutions ran on a faster unit than the ceiling's matrix",
                 "multiply: on NVIDIA GPUs PyTorch runs fp32 convolutions on TF32 tensor cores by default (cuDNN),",
