@@ -63,3 +63,11 @@ def test_variant_summary_puts_the_shipped_network_first():
     [line, _] = variant_summary(part)
     assert "`paper`, forward: *shipped* at 89% of the ceiling" in line
     assert "*NCHW (before)* 46% (shipped is 1.94x faster)" in line
+
+
+def test_batching_within_noise_is_not_called_faster():
+    runs = [{"batch": 50, "windows": 50, "total_s": 21.0, "seconds": {"network": 20.1}},
+            {"batch": 1, "windows": 50, "total_s": 20.0, "seconds": {"network": 19.4}}]
+    page = render_cost_page({"cpu.json": CPU | {"instance": CPU["instance"] | {"runs": runs}}})
+    assert "hardly changes the network step here (20.1 s batched, 19.4 s one window per pass)" in page
+    assert "faster than one window" not in page
