@@ -252,12 +252,12 @@ PRESETS: dict[str, Preset] = {
         # a few thousand scenes a little larger than the 160 crop; proposals at 192 px take minutes, once
         data=DataConfig(train_images=2400, val_images=400, image_size=224, min_scale=0.06, void_px=2,
                         proposal_side=192),
-        # batch 8 without accumulation: 2,400 steps see 19k crops, ~8 minutes per recipe on 2 free cores
+        # batch 8 without accumulation: 2,400 steps see 19k crops, ~6-8 minutes per recipe on 2 free cores
         stage1=TrainConfig(iterations=800, batch_size=8, accumulate=1, lr_step=600, log_every=20, val_every=200,
                            val_images=100, checkpoint_every=200, workers=1),
         stage2=TrainConfig(iterations=1600, batch_size=8, accumulate=1, lr_step=1200, log_every=20,
                            val_every=400, val_images=100, checkpoint_every=200, workers=1),
-        # 1,500 steps of 32 crops (~6 epochs of the 8k stage-1 crops), ~13 minutes: a classifier's features for
+        # 1,500 steps of 32 crops (~6 epochs of the 8k stage-1 crops), ~10 minutes: a classifier's features for
         # the three recipes to share, as they share ImageNet's in the paper (chapter 4 reports its accuracy).
         # From random weights the loss sits at chance for several hundred steps before it falls, so the rate
         # drops only for the last fifth
