@@ -84,11 +84,12 @@ def ceilings(device: torch.device) -> dict[str, float]:
     return {"fp32": blas_ceiling(device, torch.float32, 2048), "fp32_onednn": onednn_ceiling(2048)}
 
 
-def _memory_total_gib() -> float | None:
+def meminfo_mib(field: str) -> float | None:
+    """One ``/proc/meminfo`` field (``MemTotal``, ``MemAvailable``...) in MiB; None where there is none."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 2**20
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
     except OSError:
         pass
     return None
@@ -100,8 +101,9 @@ def hardware(device: torch.device) -> dict:
     flags = set(info.get("flags", "").split())
     vector = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
     cpu = info.get("model name") or platform.processor() or platform.machine()
+    total = meminfo_mib("MemTotal")
     out = {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "torch_threads": torch.get_num_threads(),
-           "vector_units": vector, "memory_gib": _memory_total_gib(), "torch": torch.__version__,
+           "vector_units": vector, "memory_gib": total / 1024 if total else None, "torch": torch.__version__,
            "onednn": torch.backends.mkldnn.is_available(), "device": device.type}
     if device.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(device)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import write_json
 from torch.utils.data import Dataset
 
 from deconvnet.config import TrainConfig, get_preset
@@ -79,7 +80,7 @@ def main() -> None:
     print(json.dumps(out, indent=1))
     assert rows[-1]["loss"] < rows[0]["loss"], "the loss should fall"
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2))
+        write_json(Path(args.json), out)
 
 
 if __name__ == "__main__":

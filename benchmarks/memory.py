@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import load_average, model_config, write_json
+from common import load_average, meminfo_mib, model_config, write_json
 from torch import nn
 
 from deconvnet.model import build_model
@@ -49,10 +49,8 @@ def rss_mib() -> float:
 
 def available_mib() -> float:
     """Memory the kernel says a new process can take without swapping (MemAvailable)."""
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) / 1024
-    return float("inf")
+    available = meminfo_mib("MemAvailable")
+    return float("inf") if available is None else available
 
 
 def solver(model: nn.Module) -> torch.optim.Optimizer:
