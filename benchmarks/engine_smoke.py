@@ -57,6 +57,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    if args.steps < 10:  # crops/s is timed between log rows (every 5 steps), leaving out the first
+        parser.error(f"--steps {args.steps}: give at least 10, so that two log rows of 5 steps can be timed")
     preset = get_preset(args.preset)
     cfg = TrainConfig(iterations=args.steps, batch_size=args.batch, accumulate=args.accumulate, lr_step=10**6,
                       log_every=5, val_every=10**6, checkpoint_every=args.steps, workers=args.workers)
