@@ -197,3 +197,102 @@ def test_sbd_adds_training_labels_but_never_voc_val_images(tiny_voc, tmp_path):
         VOCSegmentation(tiny_voc, "val", sbd_root=sbd)
     with pytest.raises(FileNotFoundError, match="no SBD release"):
         VOCSegmentation(tiny_voc, "train", sbd_root=tmp_path / "nothing")
+
+
+def bomb_png(path: Path, side: int = 14000) -> Path:
+    """A PNG whose header says ``side`` x ``side`` pixels (more than PIL opens), with next to no data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)  # 8-bit RGB
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0"))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_huge_image_in_a_tree_is_one_clear_error(tiny_voc):
+    bomb_png(tiny_voc / "VOCdevkit/VOC2012/SegmentationObject/2007_000002.png")
+    with pytest.raises(ValueError, match=r"mask .*2007_000002\.png is too large to read safely .*shrink it"):
+        VOCSegmentation(tiny_voc, "train")[1]
+    image = tiny_voc / "VOCdevkit/VOC2012/JPEGImages/2007_000003.jpg"
+    bomb_png(image)  # PIL reads a PNG whatever the name says
+    with pytest.raises(ValueError, match=r"image .*2007_000003\.jpg is too large to read safely"):
+        VOCSegmentation(tiny_voc, "val")[0]
+
+
+def test_box_with_a_bad_or_missing_coordinate_names_file_and_field(tiny_voc):
+    xml = tiny_voc / "VOCdevkit/VOC2012/Annotations/2007_000002.xml"
+    _xml(xml, (20, 20), [("tvmonitor", ("abc", 3, 17, 18), 0)])
+    with pytest.raises(ValueError, match=r"2007_000002\.xml: object 1 \(tvmonitor\) has <xmin>abc</xmin>, not a "
+                                         r"number"):
+        VOCSegmentation(tiny_voc, "train")[1]
+    xml.write_text(xml.read_text().replace("<xmin>abc</xmin>", ""))
+    with pytest.raises(ValueError, match=r"2007_000002\.xml: object 1 \(tvmonitor\) has no <bndbox><xmin>"):
+        VOCSegmentation(tiny_voc, "train")[1]
+    xml.write_text(xml.read_text().replace("<bndbox>", "<box>").replace("</bndbox>", "</box>"))
+    with pytest.raises(ValueError, match=r"2007_000002\.xml: object 1 \(tvmonitor\) has no <bndbox><xmin>"):
+        VOCSegmentation(tiny_voc, "train")[1]
+
+
+def _as_generated(tiny_voc: Path):
+    """Give the tiny tree a SynthVOC record, as make-data writes it, so that make_data reuses it."""
+    import json
+
+    from deconvnet.config import DataConfig
+    from deconvnet.data.synthvoc import metadata
+    from deconvnet.data.voc import METADATA
+
+    cfg = DataConfig(train_images=2, val_images=1, image_size=64, proposal_side=64)
+    (tiny_voc / "VOCdevkit/VOC2012" / METADATA).write_text(json.dumps(metadata(cfg)))
+    return cfg
+
+
+def test_damaged_generated_tree_says_delete_and_remake_without_doubling_the_path(tiny_voc):
+    _as_generated(tiny_voc)
+    (tiny_voc / "VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt").unlink()
+    for root in (tiny_voc, tiny_voc / "VOCdevkit" / "VOC2012"):  # the base folder or the VOC2012 folder itself
+        with pytest.raises(FileNotFoundError) as err:
+            VOCSegmentation(root, "val")
+        message = str(err.value)
+        assert f"the generated tree {tiny_voc}/VOCdevkit/VOC2012 is damaged" in message
+        assert f"Delete {tiny_voc}/VOCdevkit and run `python -m deconvnet make-data --root {tiny_voc}`" in message
+        assert "VOC2012/VOCdevkit" not in message
+
+
+def test_missing_voc2012_folder_suggests_the_base_as_root(tmp_path):
+    voc = tmp_path / "VOCdevkit" / "VOC2012"
+    with pytest.raises(FileNotFoundError, match=rf"make-data --root {tmp_path}`") as err:
+        VOCSegmentation(voc, "train")
+    assert "VOC2012/VOCdevkit" not in str(err.value)
+
+
+def test_make_data_refuses_a_generated_tree_that_lost_files(tiny_voc):
+    from deconvnet.data import make_data
+
+    cfg = _as_generated(tiny_voc)
+    assert make_data(cfg, tiny_voc, proposals=False)["voc_root"] == tiny_voc / "VOCdevkit" / "VOC2012"
+    # the VOC2012 or VOCdevkit folder means the same tree, not a new one nested inside it
+    assert make_data(cfg, tiny_voc / "VOCdevkit" / "VOC2012", proposals=False)["voc_root"] == (
+        tiny_voc / "VOCdevkit" / "VOC2012")
+    assert make_data(cfg, tiny_voc / "VOCdevkit", proposals=False)["voc_root"] == tiny_voc / "VOCdevkit" / "VOC2012"
+    assert not (tiny_voc / "VOCdevkit" / "VOC2012" / "VOCdevkit").exists()
+    (tiny_voc / "VOCdevkit/VOC2012/JPEGImages/2007_000003.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match=rf"generated tree {tiny_voc}/VOCdevkit/VOC2012 does not match its "
+                                                rf"record synthvoc\.json .*2007_000003\.jpg is missing.*Delete "
+                                                rf"{tiny_voc}/VOCdevkit and run"):
+        make_data(cfg, tiny_voc, proposals=False)
+
+
+def test_make_data_refuses_a_root_that_is_a_file(tmp_path):
+    from deconvnet.config import DataConfig
+    from deconvnet.data import make_data
+
+    file = tmp_path / "notes.txt"
+    file.write_text("x")
+    with pytest.raises(NotADirectoryError, match=rf"data root {file} is a file, not a folder"):
+        make_data(DataConfig(), file, proposals=False)
+    with pytest.raises(NotADirectoryError, match=rf"data root {file}/sub lies under {file}, which is a file"):
+        make_data(DataConfig(), file / "sub", proposals=False)

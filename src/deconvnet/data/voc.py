@@ -54,18 +54,52 @@ def save_index_png(path: Path, values: np.ndarray) -> None:
 
 
 def find_voc_root(root: str | Path, split: str) -> Path:
-    """``root/VOCdevkit/VOC2012`` (or ``root`` itself if it is the VOC2012 folder), checked for ``split``."""
+    """``root/VOCdevkit/VOC2012`` (or ``root`` itself if it is the VOC2012 folder), checked for ``split``.
+
+    The error for a missing split says what to do: a generated tree (it has ``synthvoc.json``) that lost a
+    file is to be deleted and made again, with ``make-data --root`` naming the folder *above* ``VOCdevkit``
+    (never the VOC2012 folder itself, which would nest a second tree inside the first).
+    """
     root = Path(root).expanduser()
     for candidate in (root / "VOCdevkit" / "VOC2012", root):
         split_file = candidate / "ImageSets" / "Segmentation" / f"{split}.txt"
         if split_file.is_file():
             return candidate
-    expected = root / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / f"{split}.txt"
-    what = "no such folder" if not root.exists() else f"no split file {expected}"
+    voc = root if _is_voc2012_folder(root) else root / "VOCdevkit" / "VOC2012"
+    base = tree_base(voc)
+    expected = voc / "ImageSets" / "Segmentation" / f"{split}.txt"
+    if (voc / METADATA).is_file():
+        raise FileNotFoundError(
+            f"the generated tree {voc} is damaged: it has no split file {expected}. Delete {voc.parent} "
+            f"and run `python -m deconvnet make-data --root {base}` to make it again")
+    if voc.is_dir():
+        raise FileNotFoundError(
+            f"no VOC 2012 segmentation split {split!r} in {voc}: the file {expected} is missing. Restore it "
+            f"from the VOC 2012 devkit, or point root at a complete copy")
+    what = "no such folder" if not root.exists() else f"no folder {voc}"
     raise FileNotFoundError(
         f"no VOC 2012 segmentation split {split!r} under {root} ({what}); expected the file {expected}. "
-        f"Generate a tree with `python -m deconvnet make-data --root {root}` or point root at a VOC 2012 copy"
+        f"Generate a tree with `python -m deconvnet make-data --root {base}` or point root at a VOC 2012 copy"
     )
+
+
+def _is_voc2012_folder(path: Path) -> bool:
+    """``path`` is a ``VOC2012`` folder (inside ``VOCdevkit``, or holding a generated tree's record)."""
+    return (path.name == "VOC2012" and path.parent.name == "VOCdevkit") or (path / METADATA).is_file()
+
+
+def tree_base(path: str | Path) -> Path:
+    """The folder that holds ``VOCdevkit/``, whether ``path`` is it, its ``VOCdevkit`` or its ``VOC2012``.
+
+    What ``make-data --root`` must be given: passing the VOC2012 folder would write
+    ``VOC2012/VOCdevkit/VOC2012`` inside it.
+    """
+    path = Path(path).expanduser()
+    if _is_voc2012_folder(path) and path.parent.name == "VOCdevkit":
+        return path.parent.parent
+    if path.name == "VOCdevkit" and (path / "VOC2012").is_dir():
+        return path.parent
+    return path
 
 
 def read_annotation(path: Path, size_hw: tuple[int, int]) -> list[dict]:
@@ -77,8 +111,7 @@ def read_annotation(path: Path, size_hw: tuple[int, int]) -> list[dict]:
     h, w = size_hw
     objects = []
     for k, obj in enumerate(tree.getroot().iter("object"), start=1):
-        bb = obj.find("bndbox")
-        x0, y0, x1, y1 = (float(bb.findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax"))
+        x0, y0, x1, y1 = (_box_field(path, k, obj, t) for t in ("xmin", "ymin", "xmax", "ymax"))
         if not (1 <= x0 <= x1 <= w and 1 <= y0 <= y1 <= h):  # VOC boxes are 1-based and inclusive
             raise ValueError(
                 f"{path}: object {k} ({obj.findtext('name')}) has box xmin={x0:g} ymin={y0:g} xmax={x1:g} "
@@ -90,10 +123,31 @@ def read_annotation(path: Path, size_hw: tuple[int, int]) -> list[dict]:
     return objects
 
 
+def _box_field(path: Path, k: int, obj: ET.Element, field: str) -> float:
+    """One coordinate of object ``k``'s ``<bndbox>``; a missing or non-numeric one names file and field."""
+    where = f"{path}: object {k} ({obj.findtext('name')})"
+    text = obj.findtext(f"bndbox/{field}")
+    if text is None:
+        raise ValueError(f"{where} has no <bndbox><{field}>; every VOC object needs xmin, ymin, xmax and ymax "
+                         f"(1-based pixels): fix or remove the object")
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{where} has <{field}>{text.strip()}</{field}>, not a number; VOC boxes are 1-based "
+                         f"pixel numbers: fix the box") from None
+
+
+def _too_large(kind: str, path: Path, err: Exception) -> ValueError:
+    return ValueError(f"{kind} {path} is too large to read safely ({err}); VOC images are about 500x375 pixels: "
+                      f"shrink it or remove it from the split")
+
+
 def _read_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))  # (H, W, 3) uint8
+    except Image.DecompressionBombError as err:
+        raise _too_large("image", path, err) from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"cannot read image {path}: {err}. The file is damaged; copy it again "
                          f"or regenerate the tree") from err
@@ -103,6 +157,8 @@ def _image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:  # reads the header only
             return im.height, im.width
+    except Image.DecompressionBombError as err:
+        raise _too_large("image", path, err) from None
     except (OSError, SyntaxError) as err:
         raise ValueError(f"cannot read image {path}: {err}. The file is damaged; copy it again "
                          f"or regenerate the tree") from err
@@ -115,6 +171,8 @@ def _read_index_png(path: Path) -> np.ndarray:
                 raise ValueError(f"{path} is a {im.mode} image; VOC masks are palette ('P') PNGs whose "
                                  f"pixel values are class or instance numbers, not colours")
             return np.asarray(im)  # (H, W) uint8
+    except Image.DecompressionBombError as err:
+        raise _too_large("mask", path, err) from None
     except (OSError, SyntaxError) as err:
         raise ValueError(f"cannot read mask {path}: {err}. The file is damaged; copy it again") from err
 
