@@ -47,12 +47,17 @@ def test_a_changed_config_is_not_served_a_stale_model(dirs):
 def test_recipes(dirs):
     no_bn = trained_model(TINY, "no_bn", stage=1, **dirs)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in no_bn.model.modules())
-    only = trained_model(TINY, "stage2_only", stage=1, **dirs)
-    assert only.history["train"][-1]["step"] == 4, "the same total budget as the two stages"
+    only = trained_model(TINY, "stage2_only", stage=2, **dirs)
+    both = trained_model(TINY, "two_stage", stage=2, **dirs)
+    steps = [[r["step"] for r in t.history["train"]] for t in (only, both)]
+    rates = [[r["lr"] for r in t.history["train"]] for t in (only, both)]
+    assert steps[0] == steps[1] and rates[0] == rates[1], "the same steps and learning-rate drops"
+    first = trained_model(TINY, "stage2_only", stage=1, **dirs)
+    assert first.run_dir.name.startswith("stage2_only-stage1-")
     with pytest.raises(ValueError, match="valid recipes are: two_stage, stage2_only, no_bn"):
         trained_model(TINY, "one_stage", **dirs)
-    with pytest.raises(ValueError, match="has stages 1..1"):
-        trained_model(TINY, "stage2_only", stage=2, **dirs)
+    with pytest.raises(ValueError, match="has stages 1..2"):
+        trained_model(TINY, "stage2_only", stage=3, **dirs)
 
 
 def test_stage0_classifier_starts_every_recipe(dirs):

@@ -151,6 +151,9 @@ class TrainConfig:
     workers: int = 2  # DataLoader processes preparing crops while the network trains
     amp: bool = True  # bf16 autocast on a GPU, 2-3x an fp32 step there (the CPU always trains in fp32)
     sync_bn: bool = True  # under torchrun on GPUs, BN statistics over the global batch (SyncBatchNorm)
+    # True: the encoder keeps its starting weights (ImageNet's, or stage 0's) and its BNs their statistics, and
+    # only fc6 onwards learn; saves the encoder's backward pass. The paper fine-tunes everything (False)
+    freeze_encoder: bool = False
 
     def __post_init__(self) -> None:
         if min(self.iterations, self.batch_size, self.accumulate, self.lr_step, self.log_every,

@@ -65,6 +65,14 @@ class SegmentationMetrics:
         per_class = m.diag() / m.sum(1)
         return float(per_class[m.sum(1) > 0].mean())
 
+    def object_accuracy(self) -> float:
+        """Share of object pixels (true class >= 1) given exactly their class; background calls count as wrong.
+
+        The "what" of a segmentation: whether the network names the objects it finds (chapter 4).
+        """
+        m = self.matrix.double()[1:]
+        return float(m[:, 1:].diag().sum() / m.sum().clamp_min(1))
+
     def summary(self, class_names: list[str] | None = None) -> dict:
         """Plain numbers for JSON: mean IoU, pixel and mean accuracy, IoU per class (by name if given)."""
         names = class_names or [str(c) for c in range(self.num_classes)]
@@ -72,6 +80,7 @@ class SegmentationMetrics:
             "mean_iou": self.mean_iou(),
             "pixel_accuracy": self.pixel_accuracy(),
             "mean_accuracy": self.mean_accuracy(),
+            "object_accuracy": self.object_accuracy(),
             "iou": {n: (None if v != v else float(v)) for n, v in zip(names, self.iou().tolist(), strict=True)},
         }
 

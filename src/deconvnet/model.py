@@ -96,6 +96,9 @@ class _Segmenter(nn.Module):
         """Refuse inputs the network cannot segment exactly, saying which sizes work."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected an RGB batch of shape (N, 3, H, W), got {tuple(x.shape)}")
+        if not x.is_floating_point():  # e.g. torchvision.io.read_image's uint8 0..255 would be misnormalised
+            raise ValueError(f"expected a float image in [0, 1], got dtype {x.dtype}; convert it with "
+                             "x.float() / 255 (or torchvision's F.to_dtype(x, torch.float32, scale=True))")
         h, w = x.shape[-2:]
         least = 32 * self.cfg.fc_kernel
         if h % 32 or w % 32 or h < least or w < least:

@@ -8,7 +8,7 @@ an interrupted training resumes from its ``last.pt``.
 Recipes (paper Sec. 4.2 and the ablations of chapter 4):
 
 * ``two_stage``   - stage 1 on ground-truth-centred crops, then stage 2 on proposal windows (the paper);
-* ``stage2_only`` - proposal windows for the same total number of steps (what most ports do);
+* ``stage2_only`` - proposal windows in both stages, same steps and schedule (what most ports do);
 * ``no_bn``       - the paper's two stages without batch normalisation.
 
 Where a preset has a stage 0 (``Preset.pretrain``; the CPU presets, whose width rules out ImageNet's
@@ -98,13 +98,15 @@ def _datasets(preset: Preset, stage: int, root: Path, seed: int):
 
 
 def _plan(preset: Preset, recipe: str) -> list[tuple[int, TrainConfig]]:
-    """The stages a recipe trains, as (sample kind, config); the same total steps for every recipe."""
+    """The stages a recipe trains, as (sample kind, config).
+
+    Every recipe runs the same two segments with the same steps and learning-rate drops; ``stage2_only``
+    only swaps stage 1's centred crops for proposal windows, so the comparison changes the samples alone.
+    """
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; valid recipes are: {', '.join(RECIPES)}")
-    if recipe == "stage2_only":
-        total = preset.stage1.iterations + preset.stage2.iterations
-        return [(2, dataclasses.replace(preset.stage2, iterations=total, lr_step=total))]
-    return [(1, preset.stage1), (2, preset.stage2)]
+    first = 2 if recipe == "stage2_only" else 1
+    return [(first, preset.stage1), (2, preset.stage2)]
 
 
 def trained_model(preset: Preset, recipe: str = "two_stage", stage: int = 2, kind: str = "deconvnet", *,

@@ -84,7 +84,10 @@ class StepBatches:
 
 
 def _optimiser(model: torch.nn.Module, cfg: TrainConfig):
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.freeze_encoder:
+        model.encoder.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
 
 
@@ -106,6 +109,25 @@ def evaluate(model: torch.nn.Module, val_set, max_images: int = 0, progress: boo
         metrics.update(scores.argmax(0), labels)
     model.train(was_training)
     return {**metrics.summary(getattr(val_set, "classes", None)), "confusion": metrics.matrix.tolist()}
+
+
+@torch.no_grad()
+def evaluate_samples(model: torch.nn.Module, samples, max_items: int = 0, batch_size: int = 16) -> dict:
+    """The scores of ``evaluate`` on training-style samples (e.g. val ``Stage1Crops`` with ``train=False``).
+
+    Cheaper than whole images, and what the learning study (appendix) plots against crops seen.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    metrics = SegmentationMetrics(model.cfg.num_classes)
+    count = len(samples) if max_items <= 0 else min(max_items, len(samples))
+    for first in range(0, count, batch_size):
+        images, labels = zip(*(samples[j] for j in range(first, min(first + batch_size, count))), strict=True)
+        scores = model(torch.stack(images).to(device))  # (B, C, S, S)
+        metrics.update(scores.argmax(1), torch.stack(labels))
+    model.train(was_training)
+    return metrics.summary()
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:
@@ -160,6 +182,8 @@ def train(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: P
     window, tic = [], time.perf_counter()
     for step in range(start, cfg.iterations):
         model.train()
+        if cfg.freeze_encoder:
+            model.encoder.eval()  # its BNs keep the statistics they started with
         opt.zero_grad(set_to_none=True)
         step_loss = 0.0
         for m in range(cfg.accumulate):

@@ -1,8 +1,9 @@
 """SynthVOC: scenes of 20 shape classes written as a PASCAL VOC 2012 segmentation tree.
 
 No copy of VOC can be fetched here, so the book trains on scenes it draws. Each scene is a crop of a real
-photo with 1-6 objects pasted on it; an object is one of the 20 shapes of ``shapes`` filled with a patch of
-another photo, colours permuted and contrast jittered, so its class shows only in its outline. Objects range
+photo with 1-6 objects pasted on it; an object is one of the 20 shapes of ``shapes`` made of its class's
+material (``materials``: ten texture families, two shape classes each), so that, as in VOC, a class shows in
+its appearance and its outline together, and the two classes of a family differ only in shape. Objects range
 from a few pixels to larger than the image, hide each other in part, and get VOC's void band (255) around
 their boundaries. The tree is byte-identical for a seed, whatever the number of worker processes.
 
@@ -29,10 +30,12 @@ from PIL import Image
 from tqdm import tqdm  # the plain bar: notebooks capture stderr, and widgets need ipywidgets
 
 from ..config import DataConfig
+from .materials import CLASS_FAMILY, texture
 from .shapes import SHAPE_NAMES, draw_shape, shape_extent, shape_transform
 from .voc import METADATA, VOID, save_index_png
 
-VERSION = 1  # bump when the drawing changes, so that trees made by older code are regenerated
+VERSION = 2  # bump when the drawing changes, so that trees made by older code are regenerated
+# v2: objects made of per-class materials (v1: patches of the background photos, so only the outline told)
 CLASSES = ("background", *SHAPE_NAMES)
 SCENE_FIELDS = ("seed", "train_images", "val_images", "image_size", "min_instances", "max_instances", "min_scale",
                 "max_scale", "class_skew", "min_visible", "void_px", "jpeg_quality")  # the fields that change files
@@ -41,7 +44,10 @@ MIN_PIXELS = 12  # an object with fewer visible pixels is unreadable even to a p
 
 @functools.lru_cache(maxsize=1)
 def photos() -> tuple[np.ndarray, ...]:
-    """Real photos shipped with scikit-image, scikit-learn and matplotlib, each ``(H, W, 3)`` uint8."""
+    """Real photos shipped with scikit-image, scikit-learn and matplotlib, each ``(H, W, 3)`` uint8.
+
+    They are the backgrounds only: no object is made of them (v2).
+    """
     import matplotlib.cbook
     from skimage import data
     from sklearn.datasets import load_sample_image
@@ -66,7 +72,7 @@ def _patch(rng: np.random.Generator, photo: np.ndarray, size_hw: tuple[int, int]
     patch = cv2.resize(photo[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
     if rng.random() < 0.5:
         patch = patch[:, ::-1]
-    patch = patch[..., rng.permutation(3)]  # colour says nothing about the class
+    patch = patch[..., rng.permutation(3)]  # backgrounds in any colours, so no hue means "background"
     gain, offset = rng.uniform(0.6, 1.3), rng.uniform(-40, 40)
     return np.clip(patch * gain + offset, 0, 255)  # (H, W, 3) float32
 
@@ -132,9 +138,10 @@ def render(rng: np.random.Generator, cfg: DataConfig, size_hw: tuple[int, int], 
     background = int(rng.integers(len(bank)))
     image = _patch(rng, bank[background], size_hw)
     for obj in objects:
-        source = (background + 1 + int(rng.integers(len(bank) - 1))) % len(bank)  # never the background's photo
+        radius = math.sqrt(abs(np.linalg.det(obj["affine"][:, :2])))  # the object's size in pixels
+        fill = texture(CLASS_FAMILY[SHAPE_NAMES[obj["label"] - 1]], rng, size_hw, radius)
         alpha = cv2.GaussianBlur(obj["mask"].astype(np.float32), (3, 3), 0.6)[..., None]  # soft edge, as a lens
-        image = image * (1 - alpha) + _patch(rng, bank[source], size_hw) * alpha
+        image = image * (1 - alpha) + fill * alpha
     cls = np.zeros(size_hw, np.uint8)
     inst = np.zeros(size_hw, np.uint8)
     for k, obj in enumerate(objects, start=1):  # painter's order: band first, then the object over it

@@ -1,0 +1,96 @@
+"""Intervals for every number the book compares: a bootstrap over val images, and verdicts read from them.
+
+A score such as mean IoU is computed from a confusion matrix summed over images, so the bootstrap resamples
+*images* (with replacement), sums their matrices and recomputes the score; 95% of the resampled scores lie in
+the interval. Two methods scored on the same images are compared by a *paired* bootstrap: the same resampled
+images for both, so the interval is that of their difference, narrower than two separate intervals suggest.
+
+A verdict is read from an interval of a difference, never from two point estimates:
+
+* ``supported`` - the whole interval lies on the side the claim predicts;
+* ``not supported`` - the whole interval lies on the other side;
+* ``inconclusive`` - it straddles zero: these images cannot tell.
+
+Used in chapter 4 (recipes) and the chapters that compare methods on trained models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .metrics import SegmentationMetrics
+
+RESAMPLES = 1000  # bootstrap resamples: the interval's ends move by well under a point between seeds
+LEVEL = 0.95  # the interval's coverage
+
+
+def _score(matrix: np.ndarray, how: str) -> float:
+    metrics = SegmentationMetrics(matrix.shape[0], torch.from_numpy(matrix))
+    return {"mean_iou": metrics.mean_iou, "pixel_accuracy": metrics.pixel_accuracy,
+            "object_accuracy": metrics.object_accuracy, "mean_accuracy": metrics.mean_accuracy}[how]()
+
+
+def _resampled(n: int, resamples: int, seed: int) -> np.ndarray:
+    """``(resamples, n)`` image indices drawn with replacement; the same seed gives the same draws."""
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def _totals(matrices: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Summed confusion matrix of each resample, ``(resamples, C, C)``, from per-image counts per draw."""
+    counts = np.stack([np.bincount(d, minlength=len(matrices)) for d in draws])  # (R, n)
+    return np.einsum("rn,nij->rij", counts, matrices)
+
+
+def interval(matrices: Sequence[np.ndarray], how: str = "mean_iou", *, resamples: int = RESAMPLES,
+             seed: int = 0) -> dict:
+    """The score of the summed per-image confusion matrices ``(C, C)``, with its bootstrap interval.
+
+    Returns ``{"value", "low", "high"}``.
+    """
+    m = np.stack([np.asarray(x, np.int64) for x in matrices])
+    totals = _totals(m, _resampled(len(m), resamples, seed))
+    values = np.array([_score(t, how) for t in totals])
+    low, high = np.nanquantile(values, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    return {"value": _score(m.sum(0), how), "low": float(low), "high": float(high)}
+
+
+def paired_difference(a: Sequence[np.ndarray], b: Sequence[np.ndarray], how: str = "mean_iou", *,
+                      resamples: int = RESAMPLES, seed: int = 0) -> dict:
+    """Score of ``a`` minus score of ``b``, both on the same images, with a paired bootstrap interval."""
+    if len(a) != len(b):
+        raise ValueError(f"a paired comparison needs the same images: got {len(a)} and {len(b)} matrices")
+    ma, mb = (np.stack([np.asarray(x, np.int64) for x in m]) for m in (a, b))
+    draws = _resampled(len(ma), resamples, seed)
+    ta, tb = _totals(ma, draws), _totals(mb, draws)
+    values = np.array([_score(x, how) - _score(y, how) for x, y in zip(ta, tb, strict=True)])
+    low, high = np.nanquantile(values, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    return {"value": _score(ma.sum(0), how) - _score(mb.sum(0), how), "low": float(low), "high": float(high)}
+
+
+def verdict(difference: dict, *, predicts: str = "positive", margin: float = 0.0) -> str:
+    """``supported`` / ``not supported`` / ``inconclusive`` for a claim that ``difference`` is positive.
+
+    ``predicts="negative"`` reads a claim that it is negative; ``margin`` widens the band that counts as
+    "no difference" (e.g. a training-seed spread: a gap smaller than two seeds' gap is not a recipe's doing).
+    """
+    sign = 1 if predicts == "positive" else -1
+    low, high = sorted((sign * difference["low"], sign * difference["high"]))
+    if low > margin:
+        return "supported"
+    if high < -margin:
+        return "not supported"
+    return "inconclusive"
+
+
+def per_image_matrices(model_predict: Callable[[int], torch.Tensor], labels: Callable[[int], torch.Tensor],
+                       images: Sequence[int], num_classes: int) -> list[np.ndarray]:
+    """One confusion matrix per image: ``model_predict(i)`` gives ``(H, W)`` classes, ``labels(i)`` the truth."""
+    out = []
+    for i in images:
+        metrics = SegmentationMetrics(num_classes)
+        metrics.update(model_predict(i), labels(i))
+        out.append(metrics.matrix.numpy().copy())
+    return out
