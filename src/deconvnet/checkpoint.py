@@ -1,8 +1,9 @@
 """Checkpoints that resume exactly, refuse the wrong network, and name trained models by what made them.
 
 * ``save_checkpoint`` writes atomically (temporary file, then rename): a killed run never leaves half a file.
-* ``load_checkpoint`` uses ``torch.load(weights_only=True)`` and refuses a checkpoint whose architecture
-  signature differs from the model it is loaded into, saying what differs.
+* ``load_checkpoint`` uses ``torch.load(weights_only=True)`` and refuses, in one line naming the file, a
+  checkpoint that is damaged, that carries pickled code, or whose architecture signature differs from the
+  model it is loaded into (saying what differs).
 * ``cache_key`` hashes the configuration, the data and the source of the training code, so a trained model
   is reused only when nothing that made it has changed.
 
@@ -14,6 +15,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import pickle
+import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -40,9 +44,26 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 def load_checkpoint(path: Path, expected: dict | None = None, map_location="cpu") -> dict:
     """Load ``path`` safely (tensors and plain data only) and check its architecture signature."""
-    if not Path(path).is_file():
+    path = Path(path)
+    if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" not in str(err):
+            raise ValueError(_damaged(path, err)) from None
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        what = f"it names {found.group(1)}" if found else "content other than tensors and plain data"
+        raise ValueError(
+            f"{path} carries pickled Python code ({what}) and is refused: loading it could run that code. "
+            f"This package never writes such a file; delete its run folder {path.parent} to train it again"
+        ) from None
+    except PermissionError:
+        raise  # the file may be fine; the CLI says which one cannot be read
+    except (OSError, RuntimeError, EOFError, KeyError, IndexError, ValueError, TypeError, zipfile.BadZipFile) as err:
+        raise ValueError(_damaged(path, err)) from None  # e.g. half a file, whatever torch's error for it
+    if not isinstance(state, dict):
+        raise ValueError(_damaged(path, f"it holds a {type(state).__name__}, not a checkpoint's dict"))
     if expected is not None and state.get("signature") != expected:
         saved = state.get("signature") or {}
         diff = _differences(saved, expected)
@@ -51,6 +72,21 @@ def load_checkpoint(path: Path, expected: dict | None = None, map_location="cpu"
             f"be loaded into this {expected['kind']}. Use the preset and model it was trained with, or retrain."
         )
     return state
+
+
+def _damaged(path: Path, err: Exception | str) -> str:
+    """One line for a checkpoint torch cannot read: which file, why (briefly), and what to do."""
+    if isinstance(err, str):
+        why = err
+    elif path.stat().st_size == 0:
+        why = "the file is empty"
+    elif isinstance(err, OSError):  # torch's zip reader on a cut file: "[Errno 22] Invalid argument"
+        why = "it is not a complete checkpoint archive"
+    else:  # torch's first sentence only; the rest is advice about saving that does not apply here
+        first = str(err).split(". ")[0].strip().rstrip(".")
+        why = f"{type(err).__name__}: {first}" if first else f"{type(err).__name__}: the file ends early"
+    return (f"checkpoint {path} is damaged or incomplete ({why}); delete its run folder {path.parent} and it "
+            f"is trained again")
 
 
 def _differences(saved: dict, expected: dict) -> str:
