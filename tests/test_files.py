@@ -21,3 +21,37 @@ def test_good_write_replaces_and_is_readable(tmp_path):
         tmp.write_bytes(b"png")
     assert target.read_bytes() == b"png" and target.stat().st_mode & 0o777 == 0o644
     assert [p.name for p in target.parent.iterdir()] == ["fig.png"]
+
+
+def deny_writes_to(monkeypatch, folder):
+    """Make ``folder`` read-only as far as os.access tells (the tests may run as root, who can write anyway)."""
+    import os
+
+    real = os.access
+
+    def access(path, mode, **kwargs):
+        return False if (mode & os.W_OK and os.path.abspath(path) == os.path.abspath(folder)) else real(
+            path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+
+
+def test_check_folder_refuses_files_and_unwritable_folders_without_creating_anything(tmp_path, monkeypatch):
+    from deconvnet.files import check_folder
+
+    assert check_folder(tmp_path / "new" / "deeper", "--out x", "choose another") == tmp_path / "new" / "deeper"
+    assert not (tmp_path / "new").exists()
+    file = tmp_path / "a.png"
+    file.write_bytes(b"png")
+    with pytest.raises(NotADirectoryError, match=r"^--out x is a file, not a folder; choose another$"):
+        check_folder(file, "--out x", "choose another")
+    with pytest.raises(NotADirectoryError, match=rf"^--out x cannot be made: {file} is a file, not a folder; fix$"):
+        check_folder(file / "sub", "--out x", "fix")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    deny_writes_to(monkeypatch, locked)
+    with pytest.raises(PermissionError, match=r"^--out x is not writable \(permission denied\); fix$"):
+        check_folder(locked, "--out x", "fix")
+    with pytest.raises(PermissionError, match=rf"cannot be made: {locked} is not writable"):
+        check_folder(locked / "sub", "--out x", "fix")
+    assert not (locked / "sub").exists()

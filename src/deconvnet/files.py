@@ -3,6 +3,8 @@
 ``with atomic_path(path) as tmp:`` hands out a temporary name in the same folder; on success the file is
 made readable (mkstemp creates it private) and renamed over ``path``; on any error it is removed. Used by
 checkpoints, logs, results, figures and the book's pages.
+
+``check_folder(path, what, fix)`` refuses, before any work, a folder that cannot be made or written to.
 """
 
 from __future__ import annotations
@@ -28,3 +30,24 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def check_folder(path: str | Path, what: str, fix: str) -> Path:
+    """``path`` as a folder that can be created (if missing) and written to; else one clear error.
+
+    Checks without creating anything: a file in the folder's place or above it raises NotADirectoryError,
+    a folder (or nearest existing parent) without write permission PermissionError. ``what`` names the
+    folder in the message (e.g. "--out segment"), ``fix`` says what to do. Call it before the slow part.
+    """
+    path = Path(path)
+    for existing in (path, *path.absolute().parents):
+        if not existing.exists():
+            continue
+        if not existing.is_dir():
+            where = "is a file" if existing == path else f"cannot be made: {existing} is a file"
+            raise NotADirectoryError(f"{what} {where}, not a folder; {fix}")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            where = "is not writable" if existing == path else f"cannot be made: {existing} is not writable"
+            raise PermissionError(f"{what} {where} (permission denied); {fix}")
+        return path
+    return path
