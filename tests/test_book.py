@@ -69,3 +69,54 @@ def test_chapters_follow_the_toc():
     names = [c.name for c in book.chapters()]
     assert names[0] == "01_architecture"
     assert all(c.source.is_file() for c in book.chapters())
+
+
+def test_an_empty_selection_is_refused_not_the_whole_book():
+    all_chapters = book.chapters()
+    assert book.select(all_chapters, None) == all_chapters
+    with pytest.raises(ValueError, match=r"^--only names no chapter; give one or more \(e\.g\. --only 01\)"):
+        book.select(all_chapters, [])
+
+
+def test_a_read_only_book_folder_is_refused_before_any_chapter_runs(chapter, monkeypatch):
+    from test_files import deny_writes_to
+
+    write_notebook(chapter.source, "print(preset)")
+    monkeypatch.setattr(book, "chapters", lambda: [chapter])
+    monkeypatch.setattr(book, "RESULTS", chapter.target.parent / "results")
+    monkeypatch.setattr(book, "execute_chapter", lambda *a, **k: pytest.fail("a chapter ran"))
+    deny_writes_to(monkeypatch, chapter.target.parent)
+    with pytest.raises(PermissionError, match=r"the book's folder .*book is not writable \(permission denied\); "
+                                              r"the executed chapters .*make it writable \(chmod -R u\+w "):
+        book.run_chapters(preset="quick")
+
+
+def _theme_options(url: str) -> dict:
+    """What jupyter-book makes of ``_config.yml`` with ``repository.url`` set to ``url``, then the extension."""
+    from types import SimpleNamespace
+
+    import yaml
+    from jupyter_book.config import yaml_to_sphinx
+
+    config = yaml.safe_load((book.ROOT / "_config.yml").read_text())
+    assert "deconvnet.book" in config["sphinx"]["extra_extensions"]
+    config["repository"]["url"] = url
+    options = yaml_to_sphinx(config)[0]["html_theme_options"]  # jupyter-book refuses use_*_button without a URL
+    book.repository_buttons(None, SimpleNamespace(html_theme_options=options))
+    return options
+
+
+def test_repository_and_launch_buttons_only_with_a_repository_url():
+    assert yaml_config_url() == "", "no invented repository: the URL is the user's to set"
+    off = _theme_options("")
+    assert not any(off[k] for k in book.REPOSITORY_BUTTONS) and "launch_buttons" not in off
+    assert "repository_url" not in off
+    on = _theme_options("https://github.com/someone/deconvnet")
+    assert all(on[k] for k in book.REPOSITORY_BUTTONS) and on["repository_url"] == "https://github.com/someone/deconvnet"
+    assert on["launch_buttons"]["binderhub_url"] == "https://mybinder.org"
+
+
+def yaml_config_url() -> str:
+    import yaml
+
+    return yaml.safe_load((book.ROOT / "_config.yml").read_text())["repository"]["url"]

@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from .config import Preset, auto_preset_name, get_preset
-from .files import atomic_path
+from .files import atomic_path, check_folder
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: src/deconvnet/book.py -> ../../
 RESULTS = ROOT / "book" / "results"  # committed: what the rendered book shows
@@ -72,9 +72,17 @@ def chapters(root: Path = ROOT) -> list[Chapter]:
 
 
 def select(all_chapters: list[Chapter], only: list[str] | None) -> list[Chapter]:
-    """Chapters matching ``only`` (``01`` or ``01_architecture``); unknown names are refused."""
-    if not only:
+    """Chapters matching ``only`` (``01`` or ``01_architecture``); ``None`` means all of them.
+
+    Unknown names are refused, and so is an empty selection (``--only`` with nothing after it), which
+    would otherwise run the whole book.
+    """
+    if only is None:
         return all_chapters
+    if not only:
+        valid = ", ".join(c.name for c in all_chapters)
+        raise ValueError(f"--only names no chapter; give one or more (e.g. --only 01), or leave --only out to run "
+                         f"them all. Chapters: {valid}")
     picked = []
     for want in only:
         match = [c for c in all_chapters if c.name == want or c.name.split("_")[0] == want]
@@ -261,6 +269,10 @@ def run_chapters(preset: str = "auto", only: list[str] | None = None, parameters
         raise ValueError("give the preset with --preset, not as a parameter")
     selected = select(chapters(), only)
     check_parameters(selected, parameters)
+    for folder in sorted({c.target.parent for c in selected} | {RESULTS}):  # before the first (long) chapter
+        check_folder(folder, f"the book's folder {_shown(folder)}",
+                     f"the executed chapters and their results are written there: make it writable "
+                     f"(chmod -R u+w {_shown(folder)}) or run from a checkout you can write to")
     progress = sys.stderr.isatty() if progress is None else progress
     os.environ[RESULTS_ENV] = str(RESULTS)  # inherited by the papermill kernels
     manifest = {}
@@ -324,3 +336,29 @@ def glue_text(name: str, text) -> None:
     from myst_nb import glue
 
     glue(name, Markdown(str(text)), display=False)
+
+
+# The header buttons that need the repository's address. ``_config.yml`` leaves them out, because
+# jupyter-book refuses them without ``repository.url``; ``setup`` turns them on when the address is set.
+REPOSITORY_BUTTONS = ("use_repository_button", "use_issues_button", "use_edit_page_button")
+
+
+def repository_buttons(app, config) -> None:
+    """``config-inited``: repository, issues, edit and launch buttons only when ``repository.url`` is set.
+
+    The one setting is ``repository: url:`` in ``_config.yml`` (jupyter-book passes it on as the theme's
+    ``repository_url``); while it is empty, no button links to a repository that does not exist.
+    """
+    options = config.html_theme_options
+    url = str(options.get("repository_url") or "").strip()
+    for key in REPOSITORY_BUTTONS:
+        options[key] = bool(url)
+    if not url:
+        options.pop("repository_url", None)
+        options.pop("launch_buttons", None)  # Binder and Colab open the notebook from the repository
+
+
+def setup(app) -> dict:
+    """A Sphinx extension (``_config.yml``: ``sphinx.extra_extensions``): see ``repository_buttons``."""
+    app.connect("config-inited", repository_buttons)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
