@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 
 def run(*args):
     return subprocess.run([sys.executable, "-m", "deconvnet", *args], capture_output=True, text=True, timeout=300)
@@ -39,3 +41,73 @@ def test_stage0_exists_only_where_imagenet_does_not_fit():
     out = run("train", "--preset", "paper", "--stage", "0")
     assert out.returncode == 2 and "preset 'paper' has no stage 0" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_book_refuses_an_empty_only(capsys):
+    from deconvnet.__main__ import main
+
+    assert main(["book", "--preset", "quick", "--only"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deconvnet book: error: --only names no chapter; give one or more (e.g. --only 01), or "
+                          "leave --only out to run them all. Chapters: 01_architecture")
+    assert err.count("\n") == 1
+
+
+def test_book_with_a_read_only_book_folder_is_one_line(tmp_path, monkeypatch, capsys):
+    from test_files import deny_writes_to
+
+    from deconvnet import book
+    from deconvnet.__main__ import main
+
+    monkeypatch.setattr(book, "RESULTS", tmp_path / "book" / "results")
+    chapter = book.Chapter("01_architecture", book.ROOT / "notebooks" / "01_architecture.ipynb",
+                           tmp_path / "book" / "01_architecture.ipynb")
+    monkeypatch.setattr(book, "chapters", lambda: [chapter])
+    monkeypatch.setattr(book, "execute_chapter", lambda *a, **k: pytest.fail("a chapter ran"))
+    (tmp_path / "book").mkdir()
+    deny_writes_to(monkeypatch, tmp_path / "book")
+    assert main(["book", "--preset", "quick"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"deconvnet book: error: the book's folder {tmp_path}/book is not writable (permission "
+                          f"denied); the executed chapters and their results are written there: make it writable")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("under", [False, True])
+def test_make_data_root_that_is_a_file_is_one_line(tmp_path, capsys, under):
+    from deconvnet.__main__ import main
+
+    file = tmp_path / "notes.txt"
+    file.write_text("x")
+    root = file / "sub" if under else file
+    assert main(["make-data", "--root", str(root), "--no-proposals"]) == 2
+    err = capsys.readouterr().err
+    where = f"cannot be made: {file} is a file" if under else "is a file"
+    assert err == (f"deconvnet make-data: error: --root {root} {where}, not a folder; give a folder to hold "
+                   f"VOCdevkit/ (it is made if missing)\n")
+    assert file.read_text() == "x"
+
+
+def test_os_and_pil_errors_are_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
+    from PIL import Image
+
+    from deconvnet import __main__ as cli
+
+    def fail(args):
+        raise PermissionError(13, "Permission denied", "/somewhere/file.png")
+
+    monkeypatch.setattr(cli, "run_summary", fail)
+    assert cli.main(["summary"]) == 2
+    assert capsys.readouterr().err == ("deconvnet summary: error: /somewhere/file.png: Permission denied "
+                                       "(--debug shows where)\n")
+    for argv in (["--debug", "summary"], ["summary", "--debug"]):
+        with pytest.raises(PermissionError):
+            cli.main(argv)
+
+    def bomb(args):
+        raise Image.DecompressionBombError("Image size (196000000 pixels) exceeds limit of 178956970 pixels, could "
+                                           "be decompression bomb DOS attack.")
+
+    monkeypatch.setattr(cli, "run_summary", bomb)
+    assert cli.main(["summary"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

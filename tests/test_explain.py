@@ -54,3 +54,42 @@ def test_explain_bad_options(cat_rgba, capsys):
     assert main(["explain", str(cat_rgba), "--methods", "vanilla,smoothgrad"]) == 2
     assert "valid methods are: vanilla, deconvnet, guided, gradcam, guided_gradcam" in capsys.readouterr().err
     assert main(["explain", str(cat_rgba), "--topk", "0"]) == 2
+
+
+@pytest.fixture
+def no_classifier(monkeypatch):
+    """Fail if the slow part starts: every refusal below must come before it."""
+    from deconvnet import classifier
+
+    monkeypatch.setattr(classifier, "load_classifier", lambda: pytest.fail("the classifier was loaded"))
+
+
+def test_explain_checks_out_before_the_work(cat_rgba, tmp_path, capsys, no_classifier):
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    assert main(["explain", str(cat_rgba), "--out", str(taken)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"deconvnet explain: error: --out {taken} is a file, not a folder; give a folder for the outputs "
+                   f"(it is made if missing)\n")
+
+
+def test_explain_refuses_to_overwrite_another_images_outputs(cat_rgba, tmp_path, capsys, no_classifier):
+    out = tmp_path / "out"
+    out.mkdir()
+    other = tmp_path / "chelsea.jpg"
+    (out / "chelsea_explain.json").write_text(json.dumps({"image": str(other), "methods": [], "predictions": []}))
+    assert main(["explain", str(cat_rgba), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"deconvnet explain: error: --out {out} already holds chelsea_explain.png and .json, made from "
+                   f"{other}; give {cat_rgba} another --out, or delete them first\n")
+
+
+def test_explain_huge_image_is_one_clear_line(tmp_path, capsys, no_classifier):
+    from test_data_voc import bomb_png
+
+    path = bomb_png(tmp_path / "huge.png")
+    assert main(["explain", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"deconvnet explain: error: {path} is too large to open safely (Image size") and (
+        err.count("\n") == 1)
+    assert not (tmp_path / "out").exists()

@@ -39,14 +39,14 @@ def test_segment_writes_labels_and_overlay(stub_models, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["segment", str(path), "--model", "edeconvnet", "--crf", "--out", str(out), "--preset", "quick"]) == 0
     assert stub_models == ["deconvnet", "fcn8s"]
-    assert sorted(p.name for p in out.iterdir()) == ["shapes_labels.png", "shapes_overlay.png"]  # no temp files
-    with Image.open(out / "shapes_labels.png") as labels:
+    assert sorted(p.name for p in out.iterdir()) == ["shapes_png_labels.png", "shapes_png_overlay.png"]  # no temps
+    with Image.open(out / "shapes_png_labels.png") as labels:
         assert labels.mode == "P" and labels.size == (64, 64)
         values = np.asarray(labels)
         assert labels.getpalette()[3:6] == [128, 0, 0]  # VOC's colour of class 1
     assert values[16, 16] == 1 and values[48, 48] == 2 and values[0, 63] == 0
     assert (values[truth == 1] == 1).mean() > 0.9
-    with Image.open(out / "shapes_overlay.png") as overlay:
+    with Image.open(out / "shapes_png_overlay.png") as overlay:
         assert overlay.mode == "RGB" and overlay.size == (64, 64)
         assert np.asarray(overlay)[0, 63].tolist() == [0, 0, 0], "background pixels keep the image's colour"
     printed = capsys.readouterr().out
@@ -59,7 +59,7 @@ def test_segment_single_models_and_odd_images(stub_models, tmp_path):
     path = write(tmp_path / "grey.png", grey16)
     for model in ("deconvnet", "fcn8s"):
         assert main(["segment", str(path), "--model", model, "--out", str(tmp_path / model), "--preset", "quick"]) == 0
-        with Image.open(tmp_path / model / "grey_labels.png") as labels:
+        with Image.open(tmp_path / model / "grey_png_labels.png") as labels:
             assert labels.size == (40, 30)
     assert stub_models == ["deconvnet", "fcn8s"]
 
@@ -87,3 +87,104 @@ def test_segment_bad_images_are_one_clear_line(stub_models, tmp_path, capsys, ca
 def test_segment_refuses_a_bad_preset_before_reading(stub_models, tmp_path, capsys):
     assert main(["segment", str(tmp_path / "none.jpg"), "--preset", "huge"]) == 2
     assert "unknown preset 'huge'" in capsys.readouterr().err
+
+
+def test_a_jpg_and_a_png_of_one_name_do_not_overwrite_each_other(stub_models, tmp_path):
+    image, _, _ = scene()
+    out = tmp_path / "out"
+    for name in ("a.jpg", "a.png"):
+        assert main(["segment", str(write(tmp_path / name, image)), "--out", str(out), "--preset", "quick"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a_jpg_labels.png", "a_jpg_overlay.png", "a_png_labels.png",
+                                                     "a_png_overlay.png"]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("file", "--out {out} is a file, not a folder; give a folder for the outputs (it is made if missing)"),
+    ("under_file", "--out {out} cannot be made: {parent} is a file, not a folder; give a folder"),
+    ("read_only", "--out {out} is not writable (permission denied); give a folder for the outputs"),
+])
+def test_segment_checks_the_output_folder_before_any_work(stub_models, tmp_path, capsys, monkeypatch, case,
+                                                          message):
+    from test_files import deny_writes_to
+
+    image = write(tmp_path / "shapes.png", scene()[0])
+    parent = tmp_path / "taken.png"
+    out = parent
+    if case == "file":
+        parent.write_bytes(b"x")
+    elif case == "under_file":
+        parent.write_bytes(b"x")
+        out = parent / "sub"
+    else:
+        out.mkdir()
+        deny_writes_to(monkeypatch, out)
+    assert main(["segment", str(image), "--out", str(out), "--preset", "quick"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"deconvnet segment: error: {message.format(out=out, parent=parent)}")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert stub_models == [], "refused before any model was loaded"
+
+
+def test_a_huge_image_is_one_clear_line_before_decoding(stub_models, tmp_path, capsys):
+    from test_data_voc import bomb_png
+
+    path = bomb_png(tmp_path / "huge.png")
+    assert main(["segment", str(path), "--out", str(tmp_path / "out"), "--preset", "quick"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"deconvnet segment: error: {path} is too large to open safely (Image size (196000000 pixels) "
+                   f"exceeds limit of 178956970 pixels); shrink it first\n")
+    Image.new("RGB", (3000, 20)).save(path)  # under PIL's limit but over segment's: refused from the header
+    assert main(["segment", str(path), "--out", str(tmp_path / "out"), "--preset", "quick"]) == 2
+    assert "is 3000x20 pixels; segment needs 8 to 2048 pixels per side" in capsys.readouterr().err
+    assert stub_models == []
+
+
+def test_first_run_says_what_it_will_train_how_long_and_how_to_pick_quick(stub_models, tmp_path, capsys,
+                                                                         monkeypatch):
+    monkeypatch.setattr(pipeline, "RUNS", tmp_path / "runs")  # a fresh checkout: nothing trained, no scenes
+    monkeypatch.setattr(pipeline, "DATA", tmp_path / "data")
+    image = write(tmp_path / "shapes.png", scene()[0])
+    assert main(["segment", str(image), "--out", str(tmp_path / "out"), "--preset", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("deconvnet segment: the cpu preset has not made everything this needs yet, so it will "
+                          "now make its 2,800 SynthVOC scenes and their proposals and train the stage-0 shape "
+                          "classifier, deconvnet stage 1, deconvnet stage 2, fcn8s stage 1, fcn8s stage 2 (roughly")
+    assert "add --preset quick" in err and err.count("\n") == 1
+    assert stub_models == ["deconvnet", "fcn8s"], "the notice comes first, then the (stubbed) training"
+
+
+def test_nothing_is_announced_when_everything_is_on_disk(tmp_path):
+    from deconvnet.config import get_preset
+    from deconvnet.data.voc import METADATA
+
+    preset = get_preset("quick")
+    runs, data = tmp_path / "runs", tmp_path / "data"
+    assert "--preset quick" not in cli.training_notice(preset, ["fcn8s"], runs, data)
+    for _, run_dir in cli.needed_runs(preset, ["fcn8s"], runs):
+        run_dir.mkdir(parents=True)
+        (run_dir / "final.pt").write_bytes(b"")
+    assert "make its 208 SynthVOC scenes" in cli.training_notice(preset, ["fcn8s"], runs, data)
+    assert "train" not in cli.training_notice(preset, ["fcn8s"], runs, data).split("(")[0]
+    tree = data / "synthvoc-quick" / "VOCdevkit" / "VOC2012"
+    tree.mkdir(parents=True)
+    (tree / METADATA).write_text("{}")
+    assert cli.training_notice(preset, ["fcn8s"], runs, data) is None
+
+
+@pytest.mark.parametrize("name", ["quick", "cpu"])
+def test_the_announced_runs_are_those_trained_model_uses(tmp_path, monkeypatch, name):
+    from deconvnet.config import get_preset
+
+    used = []
+
+    def fake_train_or_load(kind, model_cfg, samples_kind, cfg, run_dir, *rest):
+        used.append(run_dir)
+        return pipeline.Trained(None, run_dir, {}, reused=True)
+
+    monkeypatch.setattr(pipeline, "voc_root", lambda *a, **k: tmp_path)
+    monkeypatch.setattr(pipeline, "_train_or_load", fake_train_or_load)
+    preset = get_preset(name)
+    for kind in ("deconvnet", "fcn8s"):
+        pipeline.trained_model(preset, kind=kind, runs=tmp_path / "runs")
+    assert sorted(set(used)) == sorted({run_dir for _, run_dir in cli.needed_runs(preset, ["deconvnet", "fcn8s"],
+                                                                                  tmp_path / "runs")})

@@ -1,7 +1,9 @@
 """Command line: ``python -m deconvnet COMMAND ...`` (or ``deconvnet COMMAND``).
 
 Each command is a small function that parses nothing itself: ``add_*`` registers its arguments, ``run_*``
-calls into the package. Errors a user can act on (bad preset, missing file) print one line and exit 2.
+calls into the package. Errors a user can act on (bad preset, missing or unreadable file, a folder that
+cannot be written) print one line and exit 2; ``--debug`` shows the traceback instead. Output locations are
+checked before the slow part.
 """
 
 from __future__ import annotations
@@ -96,7 +98,8 @@ def add_explain(sub) -> None:
     p.add_argument("--topk", type=int, default=3, help="how many of the most probable classes (default: 3)")
     p.add_argument("--methods", default="all",
                    help="comma-separated: vanilla, deconvnet, guided, gradcam, guided_gradcam; or all (default)")
-    p.add_argument("--out", default="explain", help="folder for <image>_explain.png and .json (default: explain)")
+    p.add_argument("--out", default="explain", help="folder for <image>_explain.png and .json (default: explain); "
+                                                     "refused if it holds another image's of the same stem")
     p.set_defaults(func=run_explain)
 
 
@@ -107,20 +110,21 @@ def run_explain(args) -> None:
     import torch
 
     from .book import write_json
-    from .classifier import CAM_LAYER, load_classifier, load_image, preprocess, topk
+    from .classifier import CAM_LAYER, load_classifier, preprocess, topk
     from .plot import saliency_grid, save_figure
     from .saliency import check_methods, explain
 
     methods = check_methods(args.methods)  # refuse bad names before the slow part
     if not 1 <= args.topk <= 1000:
         raise ValueError(f"--topk {args.topk}: must lie in 1..1000 (ImageNet has 1000 classes)")
-    x = preprocess(load_image(args.image))  # (1, 3, 224, 224)
+    out = _out_folder(args.out) / f"{Path(args.image).stem}_explain"
+    _refuse_another_images_outputs(out.with_suffix(".json"), args.image, args.out)
+    x = preprocess(_load_image(args.image))  # (1, 3, 224, 224)
     model = load_classifier()
     with torch.no_grad():
         (predictions,) = topk(model(x), args.topk)
     batch = x.expand(args.topk, -1, -1, -1)  # one copy per class: a single backward pass serves all k
     maps = explain(model, batch, [p.index for p in predictions], methods, layer=CAM_LAYER)
-    out = Path(args.out) / f"{Path(args.image).stem}_explain"
     fig = saliency_grid(x[0], maps, predictions)
     save_figure(fig, out.with_suffix(".png"))
     plt.close(fig)
@@ -143,11 +147,13 @@ def add_make_data(sub) -> None:
 def run_make_data(args) -> None:
     from .config import get_preset
     from .data import make_data
+    from .files import check_folder
 
     preset = get_preset(args.preset)
     cfg = preset.data
-    done = make_data(cfg, args.root or f"data/synthvoc-{preset.name}", proposals=not args.no_proposals,
-                     workers=args.workers)
+    root = args.root or f"data/synthvoc-{preset.name}"
+    check_folder(root, f"--root {root}", "give a folder to hold VOCdevkit/ (it is made if missing)")
+    done = make_data(cfg, root, proposals=not args.no_proposals, workers=args.workers)
     print(f"SynthVOC ({cfg.train_images} train + {cfg.val_images} val images) in {done['voc_root']}: "
           f"scenes {done['scenes_s']:.1f} s, proposals {done['proposals_s']:.1f} s")
 
@@ -162,7 +168,8 @@ def add_segment(sub) -> None:
     p.add_argument("--rule", default="mean", choices=["mean", "product"],
                    help="ensemble rule: mean of probabilities (the paper, default) or product of scores (release)")
     p.add_argument("--crf", action="store_true", help="refine with the fully connected CRF (release settings)")
-    p.add_argument("--out", default="segment", help="folder for <image>_labels.png and <image>_overlay.png")
+    p.add_argument("--out", default="segment", help="folder for NAME_EXT_labels.png and NAME_EXT_overlay.png "
+                                                     "(a.jpg gives a_jpg_labels.png; default: segment)")
     p.add_argument("--preset", default="auto", help="whose trained models: quick, cpu, paper or auto (default)")
     p.set_defaults(func=run_segment)
 
@@ -171,21 +178,20 @@ MAX_SIDE = 2048  # the aggregation keeps three (C, H, W) maps: ~1 GB at 2048 px;
 
 
 def run_segment(args) -> None:
-    from pathlib import Path
-
     import numpy as np
 
-    from .classifier import load_image
     from .config import get_preset
     from .ensemble import RELEASE_CRF, segment
     from .pipeline import trained_model, voc_root
 
     preset = get_preset(args.preset)  # refuse a bad name before reading anything
-    image = np.array(load_image(args.image), dtype=np.uint8)  # (H, W, 3); clear errors for missing/corrupt
-    h, w = image.shape[:2]
-    if min(h, w) < 8 or max(h, w) > MAX_SIDE:
-        raise ValueError(f"{args.image} is {w}x{h} pixels; segment needs 8 to {MAX_SIDE} pixels per side "
-                         f"(resize it first)")
+    out = _out_folder(args.out)  # and a place the results cannot go, before the work
+    image = np.array(_load_image(args.image, _segment_size), dtype=np.uint8)  # (H, W, 3); clear errors
+    _segment_size(args.image, *image.shape[1::-1])
+    kinds = {"deconvnet": ["deconvnet"], "fcn8s": ["fcn8s"], "edeconvnet": ["deconvnet", "fcn8s"]}[args.model]
+    notice = training_notice(preset, kinds)  # say so before a long training starts
+    if notice:
+        print(f"deconvnet segment: {notice}", file=sys.stderr, flush=True)
     nets = {}
     if args.model in ("deconvnet", "edeconvnet"):
         nets["deconvnet"] = trained_model(preset, progress=True).model
@@ -195,15 +201,145 @@ def run_segment(args) -> None:
     result = segment(image, preset.data, preset.infer, model=args.model, rule=args.rule,
                      crf=RELEASE_CRF if args.crf else None, **nets)
     labels = result.labels.numpy().astype(np.uint8)  # (H, W)
-    out = Path(args.out)
-    stem = Path(args.image).stem
-    paths = _write_outputs(out, stem, image, labels)
+    paths = _write_outputs(out, output_stem(args.image), image, labels)
     shares = np.bincount(labels.ravel(), minlength=len(classes)) / labels.size
     found = ", ".join(f"{classes[c]} {shares[c]:.0%}" for c in np.argsort(-shares) if shares[c] > 0)
     print(f"{args.model}{' + CRF' if args.crf else ''} ({preset.name} preset): {found}")
     print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()))
     for path in paths:
         print(f"wrote {path}")
+
+
+def _segment_size(path, w: int, h: int) -> None:
+    if min(h, w) < 8 or max(h, w) > MAX_SIDE:
+        raise ValueError(f"{path} is {w}x{h} pixels; segment needs 8 to {MAX_SIDE} pixels per side "
+                         f"(resize it first)")
+
+
+def output_stem(image) -> str:
+    """``a.jpg`` -> ``a_jpg``: the outputs of ``a.jpg`` and ``a.png`` in one ``--out`` do not overwrite each other."""
+    from pathlib import Path
+
+    path = Path(image)
+    return f"{path.stem}_{path.suffix[1:]}" if path.suffix else path.name
+
+
+def _out_folder(out: str):
+    """``--out`` as a Path, refused now (before any work) if it is a file or cannot be written."""
+    from .files import check_folder
+
+    return check_folder(out, f"--out {out}", "give a folder for the outputs (it is made if missing)")
+
+
+def _refuse_another_images_outputs(record, image, out) -> None:
+    """``explain`` names its outputs by the image's stem: refuse to overwrite those of a differently named image."""
+    import json
+    from pathlib import Path
+
+    try:
+        made_from = json.loads(Path(record).read_text())["image"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # nothing there, or nothing that says where it came from
+    if Path(made_from).name != Path(image).name:
+        raise ValueError(f"--out {out} already holds {Path(record).stem}.png and .json, made from {made_from}; "
+                         f"give {image} another --out, or delete them first")
+
+
+def _load_image(path, check_size=None):
+    """``classifier.load_image``, after a look at the header: an image too large to decode is one clear line.
+
+    ``check_size(path, w, h)`` may refuse the size before the pixels are decoded.
+    """
+    import warnings
+    from pathlib import Path
+
+    from PIL import Image
+
+    from .classifier import load_image
+
+    if Path(path).is_file():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as im:  # reads the header only
+                    w, h = im.size
+        except Image.DecompressionBombError as err:
+            raise ValueError(f"{path} is too large to open safely ({_bomb(err)}); shrink it first") from None
+        except (OSError, SyntaxError, ValueError):
+            pass  # load_image says what is wrong with it
+        else:
+            if check_size is not None:
+                check_size(path, w, h)
+    try:
+        return load_image(path)
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"{path} is too large to open safely ({_bomb(err)}); shrink it first") from None
+
+
+def _bomb(err: Exception) -> str:
+    """PIL's DecompressionBombError without its 'could be decompression bomb DOS attack'."""
+    return str(err).split(", could be")[0].rstrip(".")
+
+
+# Rough wall time to make what ``segment`` needs from nothing (scenes, proposals, stage 0, both networks); see
+# the comments of the presets in config.py.
+TRAINING_TIME = {"quick": "a minute or two", "cpu": "roughly half an hour to an hour on 2 CPU cores",
+                 "paper": "many hours on a GPU, days on a CPU"}
+
+
+def needed_runs(preset, kinds, runs=None) -> list[tuple[str, object]]:
+    """``(what, run folder)`` of every model ``trained_model(preset, kind=k)`` loads or trains, k in ``kinds``.
+
+    Mirrors ``pipeline.trained_model`` for the default recipe (two_stage, stage 2); a test checks the two agree.
+    """
+    import dataclasses
+
+    from . import pipeline
+    from .checkpoint import cache_key
+
+    runs = pipeline.RUNS if runs is None else runs
+    model_cfg = dataclasses.replace(preset.model, batch_norm=True)  # two_stage keeps BN
+
+    def decisive(cfg) -> dict:
+        return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in pipeline.BOOKKEEPING}
+
+    found, start = [], None
+    if preset.pretrain is not None and not model_cfg.pretrained:
+        key = cache_key(kind="classifier", model=model_cfg, data=preset.data, samples="objects",
+                        train=decisive(preset.pretrain), parent=None, seed=preset.run.seed)
+        start = runs / preset.name / f"{pipeline.PRETRAIN}-{key}"
+        found.append(("the stage-0 shape classifier", start))
+    for kind in kinds:
+        parent = start
+        for k, (samples, cfg) in enumerate(pipeline._plan(preset, "two_stage"), start=1):
+            key = cache_key(kind=kind, model=model_cfg, data=preset.data, samples=samples, train=decisive(cfg),
+                            parent=parent and parent.name, seed=preset.run.seed)
+            parent = runs / preset.name / f"two_stage-stage{k}-{key}"
+            found.append((f"{kind} stage {k}", parent))
+    return found
+
+
+def training_notice(preset, kinds, runs=None, data_root=None) -> str | None:
+    """What ``segment`` is about to make before it can run (scenes, models), how long that takes, the way out.
+
+    None when everything is on disk already.
+    """
+    from . import pipeline
+    from .data.voc import METADATA
+
+    data_root = pipeline.DATA if data_root is None else data_root
+    todo = [what for what, run_dir in needed_runs(preset, kinds, runs) if not (run_dir / "final.pt").is_file()]
+    tree = data_root / f"synthvoc-{preset.name}" / "VOCdevkit" / "VOC2012" / METADATA
+    if not todo and tree.is_file():
+        return None
+    n = preset.data.train_images + preset.data.val_images
+    make = [] if tree.is_file() else [f"make its {n:,} SynthVOC scenes and their proposals"]
+    make += [f"train {', '.join(todo)}"] if todo else []
+    text = (f"the {preset.name} preset has not made everything this needs yet, so it will now {' and '.join(make)} "
+            f"({TRAINING_TIME.get(preset.name, 'a while')} for all of it); they are kept for later runs.")
+    if preset.name != "quick":
+        text += " For a try-out in a minute or two, stop it (Ctrl-C) and add --preset quick."
+    return text
 
 
 def _class_names(root, nets) -> list[str]:
@@ -216,7 +352,10 @@ def _class_names(root, nets) -> list[str]:
 
 
 def _write_outputs(out, stem: str, image, labels) -> list:
-    """``<stem>_labels.png`` (VOC palette, pixel = class) and ``<stem>_overlay.png``, each written atomically."""
+    """``<stem>_labels.png`` (VOC palette, pixel = class) and ``<stem>_overlay.png``, each written atomically.
+
+    ``stem`` is ``output_stem(image)``, which keeps the image's suffix.
+    """
 
     from PIL import Image
 
@@ -238,18 +377,37 @@ def _write_outputs(out, stem: str, image, labels) -> list:
 COMMANDS = [add_summary, add_book, add_train, add_explain, add_make_data, add_segment]
 
 
+DEBUG_HELP = "on an error, show the full traceback instead of one line"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from PIL import Image
+
     parser = argparse.ArgumentParser(prog="deconvnet", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)
+    for command in sub.choices.values():  # also after the command: `deconvnet segment x.jpg --debug`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"deconvnet {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, OSError, Image.DecompressionBombError) as err:
+        if args.debug:
+            raise
+        print(f"deconvnet {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _one_line(err: Exception) -> str:
+    """The error as one line; a bare OS error (errno, file) gets a pointer to ``--debug``."""
+    if isinstance(err, OSError) and err.strerror:
+        where = f"{err.filename}: " if err.filename else ""
+        also = f" -> {err.filename2}" if err.filename2 else ""
+        return f"{where}{err.strerror}{also} (--debug shows where)"
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 if __name__ == "__main__":
