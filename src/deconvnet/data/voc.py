@@ -138,7 +138,8 @@ def _box_field(path: Path, k: int, obj: ET.Element, field: str) -> float:
 
 
 def _too_large(kind: str, path: Path, err: Exception) -> ValueError:
-    return ValueError(f"{kind} {path} is too large to read safely ({err}); VOC images are about 500x375 pixels: "
+    size = str(err).split(", could be")[0].rstrip(".")  # PIL's "Image size (N pixels) exceeds limit of M pixels"
+    return ValueError(f"{kind} {path} is too large to read safely ({size}); VOC images are about 500x375 pixels: "
                       f"shrink it or remove it from the split")
 
 
