@@ -31,8 +31,10 @@ from common import RESULTS, hardware, write_json
 
 from deconvnet.config import ModelConfig, TrainConfig, get_preset
 from deconvnet.data import Stage1Crops, VOCSegmentation
+from deconvnet.metrics import SegmentationMetrics
 from deconvnet.model import build_model
 from deconvnet.pipeline import RUNS, voc_root
+from deconvnet.study import sparse
 from deconvnet.train import evaluate_samples, train
 
 OUT = RESULTS / "learning.json"
@@ -40,9 +42,12 @@ VAL_CROPS = 300  # val stage-1 crops per point: +-3 points of accuracy, seconds 
 BATCH = 8  # crops per step in every arm, so arms compare at equal crops seen
 
 
-def _arm(kind="deconvnet", width=0.125, size=128, pretrained=False, lr=0.01, freeze=False, max_crops=8000):
-    model = ModelConfig(width=width, input_size=size, fc_kernel=size // 32, pretrained=pretrained)
-    return dict(kind=kind, model=model, lr=lr, freeze=freeze, max_crops=max_crops)
+def _arm(kind="deconvnet", width=0.125, size=128, pretrained=False, lr=0.01, freeze=False, max_crops=8000,
+         decoder_init="gaussian", stage0=0, optimizer="sgd"):
+    model = ModelConfig(width=width, input_size=size, fc_kernel=size // 32, pretrained=pretrained,
+                        decoder_init=decoder_init)
+    return dict(kind=kind, model=model, lr=lr, freeze=freeze, max_crops=max_crops, stage0=stage0,
+                optimizer=optimizer)
 
 
 # name -> one lever changed from another arm; the comment says which.
@@ -50,7 +55,12 @@ ARMS = {
     "scratch128": _arm(),  # the old cpu preset: 1/8 width, 128 px, random init (its stage 0 left out)
     "scratch96-w3/8": _arm(width=0.375, size=96),  # wide enough that deconv1 has 24 >= 21 channels
     "imagenet64": _arm(width=1.0, size=64, pretrained=True, max_crops=4000),  # the paper's start, small crops
+    "imagenet64-spread": _arm(width=1.0, size=64, pretrained=True, decoder_init="spread", max_crops=4000),
+    # fc6 and fc7 first trained as a classifier of the centred object (stage 0), on the ImageNet encoder:
+    # the paper's fc6 / fc7 come from VGG16's ImageNet classifier, which does not ship offline
+    "imagenet64-stage0": _arm(width=1.0, size=64, pretrained=True, stage0=2000, max_crops=4000),
     "imagenet64-frozen": _arm(width=1.0, size=64, pretrained=True, freeze=True, max_crops=4000),
+    "imagenet64-adam": _arm(width=1.0, size=64, pretrained=True, lr=1e-4, optimizer="adam", max_crops=4000),
     "imagenet64-lr0.001": _arm(width=1.0, size=64, pretrained=True, lr=0.001, max_crops=4000),
     "imagenet96": _arm(width=1.0, size=96, pretrained=True, max_crops=2000),  # larger crops, 2.3x the cost
     "fcn-imagenet64": _arm(kind="fcn8s", width=1.0, size=64, pretrained=True, max_crops=4000),
@@ -81,24 +91,69 @@ def run_arm(name: str, spec: dict, results: dict, root) -> None:
                                                 "points": []})
     done = {p["crops"] for p in record["points"]}
     run_dir = RUNS / "study" / name.replace("/", "_")
-    for crops in (p for p in POINTS if p <= spec["max_crops"]):
+    todo = [p for p in POINTS if p <= spec["max_crops"] and p not in done]
+    if not todo:
+        return  # measured to its budget already
+    if spec["stage0"] and not (run_dir / "final.pt").is_file():
+        _stage0(model, spec, train_crops, run_dir.with_name(run_dir.name + "-stage0"), preset.run.seed)
+    for crops in todo:  # each segment resumes from the previous point's checkpoint
         steps = crops // BATCH
         cfg = TrainConfig(iterations=steps, batch_size=BATCH, accumulate=1, lr=spec["lr"], lr_step=10**9,
                           log_every=max(1, steps // 10), val_every=10**9, checkpoint_every=steps, workers=1,
-                          freeze_encoder=spec["freeze"])
+                          freeze_encoder=spec["freeze"], optimizer=spec.get("optimizer", "sgd"))
         tic = time.perf_counter()
         history = train(model, train_crops, cfg, run_dir, seed=preset.run.seed)
         seconds = time.perf_counter() - tic
-        if crops in done:
-            continue
-        scores = evaluate_samples(model, val_crops, VAL_CROPS)
+        scores = evaluate_samples(model, val_crops, VAL_CROPS, per_item=True)
         train_seconds = sum(r["seconds"] for r in history["train"])
-        record["points"].append({"crops": crops, "object_accuracy": scores["object_accuracy"],
+        record["points"].append({"crops": crops, "stage0_crops": spec["stage0"],
+                                 "object_accuracy": scores["object_accuracy"],
                                  "mean_iou": scores["mean_iou"], "train_seconds": train_seconds,
-                                 "crops_per_second": crops / train_seconds, "segment_seconds": seconds})
+                                 "crops_per_second": crops / train_seconds, "segment_seconds": seconds,
+                                 "per_crop": sparse(scores["per_item"])})
         print(f"{name:22s} {crops:6d} crops  what {scores['object_accuracy']:.3f}  mIoU {scores['mean_iou']:.3f}"
               f"  {crops / train_seconds:.1f} crops/s", flush=True)
         _save(results)
+
+
+def _stage0(model, spec: dict, train_crops, run_dir, seed: int) -> None:
+    """Train fc6 and fc7 (on the arm's encoder) to name the centred object, then copy them into ``model``."""
+    from deconvnet.pretrained import load_vgg16_encoder
+    from deconvnet.shape_pretraining import ObjectCrops, ShapeClassifier, transfer_pretrained
+
+    torch.manual_seed(seed)
+    classifier = ShapeClassifier(spec["model"])
+    if spec["model"].pretrained:
+        load_vgg16_encoder(classifier)
+    steps = spec["stage0"] // BATCH
+    cfg = TrainConfig(iterations=steps, batch_size=BATCH, accumulate=1, lr=spec["lr"], lr_step=10**9,
+                      log_every=max(1, steps // 10), val_every=10**9, checkpoint_every=steps, workers=1)
+    train(classifier, ObjectCrops(train_crops), cfg, run_dir, seed=seed)
+    transfer_pretrained(classifier, model)
+
+
+def baselines(root) -> dict:
+    """All background, and the commonest object class on every object pixel, on the arms' val crops.
+
+    The second is generous: it knows where the objects are and names them all with the commonest class.
+    """
+    preset = get_preset("cpu")
+    val_crops = Stage1Crops(VOCSegmentation(root, "val"), preset.data, 64, train=False)
+    labels = [val_crops[j][1] for j in range(min(VAL_CROPS, len(val_crops)))]
+    counts = np.bincount(torch.cat([x.reshape(-1) for x in labels]).numpy(), minlength=256)[1:21]
+    commonest = int(counts.argmax()) + 1
+    out = {}
+    for name, rule in (("all background", lambda y: torch.zeros_like(y)),
+                       ("commonest class", lambda y: torch.where((y > 0) & (y < 255), commonest, 0))):
+        mats = []
+        for y in labels:
+            m = SegmentationMetrics(21)
+            m.update(rule(y), y)
+            mats.append(m.matrix.numpy().copy())
+        total = SegmentationMetrics(21, torch.from_numpy(np.sum(mats, 0)))
+        out[name] = {"object_accuracy": total.object_accuracy(), "mean_iou": total.mean_iou(),
+                     "per_crop": sparse(mats)}
+    return out
 
 
 def pixel_classifier(root, pixels: int = 60_000) -> dict:
@@ -107,8 +162,6 @@ def pixel_classifier(root, pixels: int = 60_000) -> dict:
     Trained on pixels of train stage-1 crops, scored on the same val crops as the arms.
     """
     from sklearn.neural_network import MLPClassifier
-
-    from deconvnet.metrics import SegmentationMetrics
 
     preset = get_preset("cpu")
     rng = np.random.default_rng(0)
@@ -132,7 +185,7 @@ def pixel_classifier(root, pixels: int = 60_000) -> dict:
     metrics = SegmentationMetrics(21)
     metrics.update(torch.from_numpy(mlp.predict(xv)), torch.from_numpy(yv))
     return {"object_accuracy": metrics.object_accuracy(), "mean_iou": metrics.mean_iou(),
-            "train_pixels": int(len(pick))}
+            "train_pixels": int(len(pick)), "val_pixels": int(len(yv))}
 
 
 def main() -> None:
@@ -149,6 +202,9 @@ def main() -> None:
     if results.get("pixel_classifier") is None:
         results["pixel_classifier"] = pixel_classifier(root)
         print("pixel classifier", results["pixel_classifier"], flush=True)
+        _save(results)
+    if results.get("baselines") is None:
+        results["baselines"] = baselines(root)
         _save(results)
     for name in args.arms:
         spec = ARMS[name] if not args.max_crops else replace_budget(ARMS[name], args.max_crops)

@@ -180,3 +180,46 @@ def test_presets_scale_the_data():
     sizes = [config.get_preset(n).data for n in ("quick", "cpu", "paper")]
     assert [d.train_images for d in sizes] == sorted(d.train_images for d in sizes)
     assert sizes[0].train_images + sizes[0].val_images <= 250 and sizes[1].train_images >= 2000
+
+
+def test_a_tree_that_lost_files_is_rebuilt_not_trusted(tmp_path):
+    voc = make_synthvoc(TINY, tmp_path, workers=1, progress=False)
+    reference = _files(voc)
+    (voc / "JPEGImages" / "synth_000002.jpg").unlink()
+    (voc / "ImageSets" / "Segmentation" / "val.txt").write_text("synth_000006\n")
+    assert make_synthvoc(TINY, tmp_path, workers=1, progress=False) == voc
+    assert _files(voc) == reference
+
+
+def test_no_single_pixel_colour_names_the_class():
+    """A nearest-neighbour classifier of one object pixel's colour barely beats the commonest class (v2)."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    rng = np.random.default_rng(0)
+    colours, labels = [], []
+    for i in range(120):
+        image, _, inst, objects = scene(TINY, i)
+        for k, obj in enumerate(objects, start=1):
+            px = image[inst == k].astype(float)
+            pick = rng.choice(len(px), size=min(20, len(px)), replace=False)
+            colours.append(px[pick])
+            labels += [obj["label"]] * len(pick)
+    x, y = np.concatenate(colours), np.array(labels)
+    half = len(y) // 2
+    accuracy = (KNeighborsClassifier(15).fit(x[:half], y[:half]).predict(x[half:]) == y[half:]).mean()
+    majority = np.bincount(y[half:]).max() / len(y[half:])
+    assert accuracy < majority + 0.05
+
+
+def test_the_classes_of_a_material_share_it_and_every_material_has_two():
+    from deconvnet.data.materials import CLASS_FAMILY, FAMILIES, texture
+
+    assert set(CLASS_FAMILY) == set(SHAPE_NAMES)
+    assert sorted(list(CLASS_FAMILY.values()).count(f) for f in FAMILIES) == [2] * len(FAMILIES)
+    for family in FAMILIES:
+        a = texture(family, np.random.default_rng(1), (40, 50), 12.0)
+        assert a.shape == (40, 50, 3) and a.dtype == np.float32 and 0 <= a.min() and a.max() <= 255
+        assert np.array_equal(a, texture(family, np.random.default_rng(1), (40, 50), 12.0)), "seeded"
+        assert a.std() > 5, f"{family}: a texture, not a flat fill"
+    with pytest.raises(ValueError, match="valid families are"):
+        texture("fur", np.random.default_rng(0), (8, 8), 4.0)

@@ -92,3 +92,20 @@ def test_fcn8s_shapes_and_bilinear_start():
 def test_build_model_refuses_unknown_kind():
     with pytest.raises(ValueError, match="valid kinds are: deconvnet, fcn8s"):
         build_model(ModelConfig(**SMALL, pretrained=False), "segnet")
+
+
+def test_spread_decoder_start_adds_a_box_on_the_channel_diagonal_and_nothing_else():
+    torch.manual_seed(3)
+    gaussian = DeconvNet(**SMALL, pretrained=False)
+    torch.manual_seed(3)
+    spread = DeconvNet(**SMALL, pretrained=False, decoder_init="spread")
+    for stage_g, stage_s in zip(gaussian.decoder, spread.decoder, strict=True):
+        for block_g, block_s in zip(stage_g, stage_s, strict=True):
+            diff = block_s[0].weight - block_g[0].weight  # (in, out, 3, 3)
+            n = min(diff.shape[:2])
+            expected = torch.zeros_like(diff)
+            expected[range(n), range(n)] = 1 / 9
+            assert torch.allclose(diff, expected, atol=1e-7)
+    assert torch.equal(gaussian.fc6_deconv[0].weight, spread.fc6_deconv[0].weight), "only the 3x3 deconvolutions"
+    with pytest.raises(ValueError, match="decoder_init='bilinear'"):
+        DeconvNet(**SMALL, pretrained=False, decoder_init="bilinear")

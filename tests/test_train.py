@@ -113,3 +113,23 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     assert [r["step"] for r in two] == [r["step"] for r in one]
     for i, (a, b) in enumerate(zip(one, two, strict=True)):
         assert abs(a["loss"] - b["loss"]) <= (1e-6 if i < 2 else 1e-3) * abs(a["loss"]), (a, b)
+
+
+def test_a_frozen_encoder_keeps_its_weights_and_statistics_while_the_rest_learns(tmp_path):
+    net = model()
+    before = weights(net)
+    train(net, Squares(), config(iterations=3, freeze_encoder=True), tmp_path)
+    after = net.state_dict()
+    encoder = [k for k in before if k.startswith("encoder.")]
+    assert encoder and all(torch.equal(before[k], after[k]) for k in encoder), "weights, BN statistics, all"
+    assert not torch.equal(before["fc6.0.weight"], after["fc6.0.weight"])
+
+
+def test_evaluate_samples_pools_per_item_matrices():
+    net = model().eval()
+    scores = engine.evaluate_samples(net, Squares(n=5), per_item=True, batch_size=2)
+    items = scores["per_item"]
+    assert len(items) == 5 and all(int(m.sum()) > 0 for m in items)
+    pooled = engine.SegmentationMetrics(3, torch.from_numpy(sum(items)))
+    assert pooled.mean_iou() == pytest.approx(scores["mean_iou"])
+    assert pooled.object_accuracy() == pytest.approx(scores["object_accuracy"])

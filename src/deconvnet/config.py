@@ -33,6 +33,10 @@ class ModelConfig:
     batch_norm: bool = True  # the paper's answer to a deep decoder that otherwise trains badly (Sec. 4.1)
     conv_bias: bool = True  # the release keeps a bias before every BN; redundant, but it fixes the count
     init_std: float = 0.01  # Gaussian std of every new layer's weights, as in the paper (Sec. 4.1)
+    # How the decoder's 3x3 deconvolutions start: "gaussian" (the paper) or "spread", the Gaussian plus each
+    # channel copied to itself through a 3x3 box, so that from the first step the unpooled class evidence of
+    # fc6-deconv reaches every pixel, as FCN's upsamplers start as bilinear interpolation (learning study)
+    decoder_init: str = "gaussian"
     pretrained: bool = True  # ImageNet VGG16 convs for the encoder (only possible at width 1.0)
 
     def __post_init__(self) -> None:
@@ -46,6 +50,8 @@ class ModelConfig:
             )
         if self.width <= 0 or round(VGG16_WIDTHS[0] * self.width) < 1:
             problems.append(f"width={self.width} leaves conv1 without channels; use a width >= 1/64")
+        if self.decoder_init not in ("gaussian", "spread"):
+            problems.append(f"decoder_init={self.decoder_init!r}: use 'gaussian' or 'spread'")
         if self.num_classes < 2:
             problems.append(f"num_classes={self.num_classes}: segmentation needs at least 2 classes")
         if self.pretrained and self.width != 1.0:
@@ -151,6 +157,9 @@ class TrainConfig:
     workers: int = 2  # DataLoader processes preparing crops while the network trains
     amp: bool = True  # bf16 autocast on a GPU, 2-3x an fp32 step there (the CPU always trains in fp32)
     sync_bn: bool = True  # under torchrun on GPUs, BN statistics over the global batch (SyncBatchNorm)
+    # "sgd" (the paper: momentum, weight decay, step schedule) or "adam" (same rate schedule and weight decay,
+    # no momentum term; the learning study tries it because it scales each weight's step by its own history)
+    optimizer: str = "sgd"
     # True: the encoder keeps its starting weights (ImageNet's, or stage 0's) and its BNs their statistics, and
     # only fc6 onwards learn; saves the encoder's backward pass. The paper fine-tunes everything (False)
     freeze_encoder: bool = False
@@ -159,6 +168,8 @@ class TrainConfig:
         if min(self.iterations, self.batch_size, self.accumulate, self.lr_step, self.log_every,
                self.val_every, self.checkpoint_every) < 1 or self.lr <= 0 or self.val_images < 0:
             raise ValueError(f"invalid TrainConfig {self}: counts must be >= 1 and lr > 0")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer={self.optimizer!r}: use 'sgd' or 'adam'")
 
     @property
     def global_batch(self) -> int:

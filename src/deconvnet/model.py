@@ -156,7 +156,23 @@ class DeconvNet(_Segmenter):
         self.fc6[0].paper_name, self.fc7[0].paper_name = "fc6", "fc7"
         self.fc6_deconv[0].paper_name, self.score.paper_name = "fc6_deconv", "score"
         self.init_weights()
+        if cfg.decoder_init == "spread":
+            self.spread_decoder()
         use_fast_path(self)
+
+    @torch.no_grad()
+    def spread_decoder(self) -> None:
+        """Add to each 3x3 deconvolution a copy of every channel onto itself through a 3x3 box (1/9 each).
+
+        Unpooling leaves one value in four; with this start every deconvolution smooths each map over its
+        neighbours, so fc6-deconv's class evidence reaches every pixel of the score layer's input at step 0,
+        much as FCN's upsamplers start as bilinear interpolation. A start, not a constraint: all weights learn.
+        """
+        for stage in self.decoder:
+            for block in stage:
+                deconv = block[0]  # (in, out, 3, 3)
+                n = min(deconv.in_channels, deconv.out_channels)
+                deconv.weight[range(n), range(n)] += 1 / 9
 
     def forward(self, x: torch.Tensor, return_stages: bool = False):
         """Class scores ``(N, num_classes, H, W)``; with ``return_stages`` also a dict of every stage's map.

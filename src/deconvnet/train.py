@@ -87,7 +87,10 @@ def _optimiser(model: torch.nn.Module, cfg: TrainConfig):
     if cfg.freeze_encoder:
         model.encoder.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
 
 
@@ -112,22 +115,30 @@ def evaluate(model: torch.nn.Module, val_set, max_images: int = 0, progress: boo
 
 
 @torch.no_grad()
-def evaluate_samples(model: torch.nn.Module, samples, max_items: int = 0, batch_size: int = 16) -> dict:
+def evaluate_samples(model: torch.nn.Module, samples, max_items: int = 0, batch_size: int = 16,
+                     per_item: bool = False) -> dict:
     """The scores of ``evaluate`` on training-style samples (e.g. val ``Stage1Crops`` with ``train=False``).
 
-    Cheaper than whole images, and what the learning study (appendix) plots against crops seen.
+    Cheaper than whole images, and what the learning study (appendix) plots against crops seen. With
+    ``per_item``, ``"per_item"`` holds each sample's confusion matrix, for a bootstrap over samples.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     metrics = SegmentationMetrics(model.cfg.num_classes)
+    items = []
     count = len(samples) if max_items <= 0 else min(max_items, len(samples))
     for first in range(0, count, batch_size):
         images, labels = zip(*(samples[j] for j in range(first, min(first + batch_size, count))), strict=True)
-        scores = model(torch.stack(images).to(device))  # (B, C, S, S)
-        metrics.update(scores.argmax(1), torch.stack(labels))
+        predicted = model(torch.stack(images).to(device)).argmax(1).cpu()  # (B, S, S)
+        for pred, label in zip(predicted, labels, strict=True):
+            one = SegmentationMetrics(model.cfg.num_classes)
+            one.update(pred, label)
+            metrics.matrix += one.matrix
+            if per_item:
+                items.append(one.matrix.numpy().copy())
     model.train(was_training)
-    return metrics.summary()
+    return {**metrics.summary(), **({"per_item": items} if per_item else {})}
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:

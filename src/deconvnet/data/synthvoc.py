@@ -243,7 +243,7 @@ def make_synthvoc(cfg: DataConfig, root: str | Path, *, workers: int = 0, progre
     if final.exists() and existing is None:
         raise ValueError(f"{final} exists but is no SynthVOC tree (it has no VOC2012/{METADATA}); it may be real "
                          f"VOC data, so it is left alone: choose another root for the generated tree")
-    if existing == metadata(cfg):
+    if existing == metadata(cfg) and _complete(final / "VOC2012", cfg):
         return final / "VOC2012"
     root.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(root)
@@ -254,6 +254,23 @@ def make_synthvoc(cfg: DataConfig, root: str | Path, *, workers: int = 0, progre
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final / "VOC2012"
+
+
+def _complete(tree: Path, cfg: DataConfig) -> bool:
+    """Whether a tree that carries the right record still holds every file and split list it was made with.
+
+    A tree that lost files (a half-copied folder, a deleted split list) is rebuilt rather than trusted.
+    """
+    n = cfg.train_images + cfg.val_images
+    ids = [image_id(i) for i in range(n)]
+    splits = {"train": ids[:cfg.train_images], "val": ids[cfg.train_images:], "trainval": ids}
+    for split, names in splits.items():
+        path = tree / "ImageSets" / "Segmentation" / f"{split}.txt"
+        if not path.is_file() or path.read_text().split() != names:
+            return False
+    files = (("JPEGImages", ".jpg"), ("SegmentationClass", ".png"), ("SegmentationObject", ".png"),
+             ("Annotations", ".xml"))
+    return all((tree / folder / f"{name}{ext}").is_file() for name in ids for folder, ext in files)
 
 
 def _write_tree(cfg: DataConfig, out: Path, workers: int, progress: bool | None) -> None:
