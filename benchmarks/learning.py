@@ -56,6 +56,7 @@ ARMS = {
     "scratch96-w3/8": _arm(width=0.375, size=96),  # wide enough that deconv1 has 24 >= 21 channels
     "imagenet64": _arm(width=1.0, size=64, pretrained=True, max_crops=4000),  # the paper's start, small crops
     "imagenet64-spread": _arm(width=1.0, size=64, pretrained=True, decoder_init="spread", max_crops=4000),
+    "imagenet64-identity": _arm(width=1.0, size=64, pretrained=True, decoder_init="identity", max_crops=4000),
     # fc6 and fc7 first trained as a classifier of the centred object (stage 0), on the ImageNet encoder:
     # the paper's fc6 / fc7 come from VGG16's ImageNet classifier, which does not ship offline
     "imagenet64-stage0": _arm(width=1.0, size=64, pretrained=True, stage0=2000, max_crops=4000),

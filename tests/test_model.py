@@ -107,5 +107,5 @@ def test_spread_decoder_start_adds_a_box_on_the_channel_diagonal_and_nothing_els
             expected[range(n), range(n)] = 1 / 9
             assert torch.allclose(diff, expected, atol=1e-7)
     assert torch.equal(gaussian.fc6_deconv[0].weight, spread.fc6_deconv[0].weight), "only the 3x3 deconvolutions"
-    with pytest.raises(ValueError, match="decoder_init='bilinear'"):
+    with pytest.raises(ValueError, match="decoder_init=.bilinear.: use .gaussian., .spread. or .identity."):
         DeconvNet(**SMALL, pretrained=False, decoder_init="bilinear")

@@ -35,7 +35,8 @@ class ModelConfig:
     init_std: float = 0.01  # Gaussian std of every new layer's weights, as in the paper (Sec. 4.1)
     # How the decoder's 3x3 deconvolutions start: "gaussian" (the paper) or "spread", the Gaussian plus each
     # channel copied to itself through a 3x3 box, so that from the first step the unpooled class evidence of
-    # fc6-deconv reaches every pixel, as FCN's upsamplers start as bilinear interpolation (learning study)
+    # fc6-deconv reaches every pixel, as FCN's upsamplers start as bilinear interpolation; "identity": the
+    # same with the Gaussian a tenth as strong, so the copy dominates (learning study)
     decoder_init: str = "gaussian"
     pretrained: bool = True  # ImageNet VGG16 convs for the encoder (only possible at width 1.0)
 
@@ -50,8 +51,8 @@ class ModelConfig:
             )
         if self.width <= 0 or round(VGG16_WIDTHS[0] * self.width) < 1:
             problems.append(f"width={self.width} leaves conv1 without channels; use a width >= 1/64")
-        if self.decoder_init not in ("gaussian", "spread"):
-            problems.append(f"decoder_init={self.decoder_init!r}: use 'gaussian' or 'spread'")
+        if self.decoder_init not in ("gaussian", "spread", "identity"):
+            problems.append(f"decoder_init={self.decoder_init!r}: use 'gaussian', 'spread' or 'identity'")
         if self.num_classes < 2:
             problems.append(f"num_classes={self.num_classes}: segmentation needs at least 2 classes")
         if self.pretrained and self.width != 1.0:
@@ -239,47 +240,40 @@ PRESETS: dict[str, Preset] = {
     "quick": Preset(
         name="quick",
         description="the whole book in minutes on 2 CPU cores; what the tests run",
-        # 1/8 width and 96 px crops cost ~1/350 of the paper's FLOPs per crop; 96/32 = 3 -> fc6 is 3x3
-        model=ModelConfig(width=0.125, input_size=96, fc_kernel=3, pretrained=False),
+        # the cpu preset's network (full width, ImageNet VGG16, 64 px crops) on tiny data and budgets
+        model=ModelConfig(width=1.0, input_size=64, fc_kernel=2, pretrained=True, decoder_init="spread"),
         # ~200 small scenes: the tree and its proposals are made in well under a minute on 2 cores
         data=DataConfig(train_images=160, val_images=48, image_size=128, min_scale=0.08, void_px=1,
                         proposal_side=128),
-        # ~100 steps of 8 crops per stage: seconds per stage, enough to see the loss fall
-        stage1=TrainConfig(iterations=60, batch_size=8, accumulate=1, lr_step=40, log_every=5, val_every=60,
-                           val_images=24, checkpoint_every=30, workers=0),
-        stage2=TrainConfig(iterations=90, batch_size=8, accumulate=1, lr_step=60, log_every=5, val_every=45,
-                           val_images=24, checkpoint_every=45, workers=0),
-        # a few seconds of shape classification: enough to test the path, not to learn the shapes
-        pretrain=TrainConfig(iterations=40, batch_size=16, accumulate=1, lr_step=30, log_every=5, val_every=40,
-                             checkpoint_every=20, workers=0),
+        # a dozen steps of 4 crops per stage: seconds per stage, enough to test every path, not to learn
+        stage1=TrainConfig(iterations=12, batch_size=4, accumulate=1, lr_step=8, log_every=2, val_every=12,
+                           val_images=8, checkpoint_every=6, workers=0),
+        stage2=TrainConfig(iterations=16, batch_size=4, accumulate=1, lr_step=12, log_every=2, val_every=16,
+                           val_images=8, checkpoint_every=8, workers=0),
         # 8 scored images x 50 windows keep chapters 5 and 6 under a minute and a half each on 2 busy cores;
-        # the CRF search tries 3 settings on 3 images (128 px: about 0.1-0.3 s per CRF pass)
+        # the CRF search tries 2 settings on 3 images (128 px: about 0.1-0.3 s per CRF pass)
         infer=InferConfig(eval_images=8, tune_images=3, crf_weights=(10.0,), crf_sxy=(10.0,),
                           crf_srgb=(3.0, 10.0)),
     ),
     "cpu": Preset(
         name="cpu",
-        description="the committed book when no GPU is at hand: under an hour on 2 CPU cores",
-        # 1/8 width and 128 px crops cost ~1/200 of the paper's FLOPs (~35 crops/s on 2 cores), so that three
-        # recipes x 2,400 steps fit in the chapter's hour; 128/32 = 4 -> fc6 is 4x4
-        model=ModelConfig(width=0.125, input_size=128, fc_kernel=4, pretrained=False),
-        # a few thousand scenes a little larger than the 160 crop; proposals at 192 px take minutes, once
+        description="the committed book when no GPU is at hand: about an hour and a half on 2 CPU cores",
+        # The learning study (appendix) decides: the paper's full-width network from ImageNet VGG16, on 64 px
+        # crops (1/12 of a 224 crop's cost; 64/32 = 2 -> fc6 is 2x2), ~7 crops/s of training on 2 cores. From
+        # random weights, narrower networks named no class at all within the budget
+        model=ModelConfig(width=1.0, input_size=64, fc_kernel=2, pretrained=True, decoder_init="spread"),
+        # a few thousand scenes a little larger than the crops; proposals at 192 px take minutes, once
         data=DataConfig(train_images=2400, val_images=400, image_size=224, min_scale=0.06, void_px=2,
                         proposal_side=192),
-        # batch 8 without accumulation: 2,400 steps see 19k crops, ~6-8 minutes per recipe on 2 free cores
-        stage1=TrainConfig(iterations=800, batch_size=8, accumulate=1, lr_step=600, log_every=20, val_every=200,
-                           val_images=100, checkpoint_every=200, workers=1),
-        stage2=TrainConfig(iterations=1600, batch_size=8, accumulate=1, lr_step=1200, log_every=20,
-                           val_every=400, val_images=100, checkpoint_every=200, workers=1),
-        # 1,500 steps of 32 crops (~6 epochs of the 8k stage-1 crops), ~10 minutes: a classifier's features for
-        # the three recipes to share, as they share ImageNet's in the paper (chapter 4 reports its accuracy).
-        # From random weights the loss sits at chance for several hundred steps before it falls, so the rate
-        # drops only for the last fifth
-        pretrain=TrainConfig(iterations=1500, batch_size=32, accumulate=1, lr_step=1200, log_every=20,
-                             val_every=1500, checkpoint_every=250, workers=1),
-        # 100 scored images (5,000 windows) take a few minutes per chapter; 20 more tune the CRF over 8
-        # settings, the spatial stds scaled to these 224 px images (the release's 20 px is for 500 px)
-        infer=InferConfig(eval_images=100, tune_images=20, crf_weights=(5.0, 10.0), crf_sxy=(10.0, 20.0),
+        # batch 8 without accumulation, the study's batch: 200 + 400 steps see 4,800 crops, ~12 minutes per
+        # recipe; the rate drops for the last fifth of each stage, as the paper's drops come late
+        stage1=TrainConfig(iterations=200, batch_size=8, accumulate=1, lr_step=160, log_every=10, val_every=200,
+                           val_images=50, checkpoint_every=50, workers=1),
+        stage2=TrainConfig(iterations=400, batch_size=8, accumulate=1, lr_step=320, log_every=10,
+                           val_every=400, val_images=50, checkpoint_every=50, workers=1),
+        # 60 scored images (3,000 windows) take a few minutes per chapter at full width; 20 more tune the CRF
+        # over 8 settings, the spatial stds scaled to these 224 px images (the release's 20 px is for 500 px)
+        infer=InferConfig(eval_images=60, tune_images=20, crf_weights=(5.0, 10.0), crf_sxy=(10.0, 20.0),
                           crf_srgb=(3.0, 10.0)),
     ),
     "paper": Preset(

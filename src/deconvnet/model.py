@@ -156,7 +156,7 @@ class DeconvNet(_Segmenter):
         self.fc6[0].paper_name, self.fc7[0].paper_name = "fc6", "fc7"
         self.fc6_deconv[0].paper_name, self.score.paper_name = "fc6_deconv", "score"
         self.init_weights()
-        if cfg.decoder_init == "spread":
+        if cfg.decoder_init in ("spread", "identity"):
             self.spread_decoder()
         use_fast_path(self)
 
@@ -167,11 +167,15 @@ class DeconvNet(_Segmenter):
         Unpooling leaves one value in four; with this start every deconvolution smooths each map over its
         neighbours, so fc6-deconv's class evidence reaches every pixel of the score layer's input at step 0,
         much as FCN's upsamplers start as bilinear interpolation. A start, not a constraint: all weights learn.
+        ``decoder_init="identity"`` also shrinks the Gaussian tenfold, so that the decoder starts close to
+        copying fc6-deconv's maps through the switches and the loss's gradient reaches fc7 nearly unmixed.
         """
         for stage in self.decoder:
             for block in stage:
                 deconv = block[0]  # (in, out, 3, 3)
                 n = min(deconv.in_channels, deconv.out_channels)
+                if self.cfg.decoder_init == "identity":
+                    deconv.weight.mul_(0.1)  # the Gaussian a tenth as strong: the copy dominates at the start
                 deconv.weight[range(n), range(n)] += 1 / 9
 
     def forward(self, x: torch.Tensor, return_stages: bool = False):

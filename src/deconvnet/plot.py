@@ -595,7 +595,8 @@ def proposal_overlay(image, proposals: np.ndarray, gt_boxes: np.ndarray, top_k: 
 # Chapter 4: training - loss and validation curves, confusion matrix, predictions beside ground truth
 # ---------------------------------------------------------------------------------------------------------
 
-_RECIPE_STYLE = {"two_stage": ("#4C72B0", "-"), "stage2_only": ("#DD8452", "--"), "no_bn": ("#C44E52", ":")}
+_RECIPE_STYLE = {"two_stage": ("#4C72B0", "-"), "stage2_only": ("#DD8452", "--"), "no_bn": ("#C44E52", ":"),
+                 "two_stage seed 1": ("#4C72B0", "-.")}
 
 
 def training_curves(histories: dict[str, list[dict]], stage_ends: dict[str, int] | None = None) -> plt.Figure:
