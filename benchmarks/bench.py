@@ -4,7 +4,8 @@
 
 Runs, sized to finish in under 10 minutes on 2 free cores: training memory (fresh processes, first, while
 this process is still small), the SegNet-sized step, throughput of both networks at 224x224 for the
-``quick`` and ``paper`` presets, and instance-wise inference of one image with 50 proposals. Writes
+``quick`` and ``paper`` presets, instance-wise inference of one image with 50 proposals, and training steps at
+the ``cpu`` preset's crop and batch. Writes
 ``benchmarks/results/cpu.json`` and ``book/cost.md`` (from every JSON in ``benchmarks/results``), both
 atomically. Timing is reported, never asserted.
 """
@@ -12,6 +13,7 @@ atomically. Timing is reported, never asserted.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +24,7 @@ import throughput
 import torch
 from common import RESULTS, hardware, load_average, model_config, write_json
 
+from deconvnet.config import get_preset
 from deconvnet.cost import write_cost_page
 from deconvnet.model import build_model
 from deconvnet.summary import layer_rows
@@ -64,8 +67,22 @@ def measure_all(preset: str = "paper") -> dict:
         cpu, sorted({"quick", preset}, reverse=True), ["deconvnet", "fcn8s"], SETTINGS["side"], SETTINGS["batch"],
         SETTINGS["repeats"], train_variants=SETTINGS["train_variants"]))
     part("instance", lambda: instance.run(preset, SETTINGS["top_n"]))
+    part("training_setting", training_setting)
     out["load_average"] = load_average()
     return out
+
+
+def training_setting(preset: str = "cpu") -> list[dict]:
+    """Training steps at the setting the ``cpu`` preset trains with (its crop, its batch): crops/s per model.
+
+    The learning study picks the setting; this is its price on this machine, against the same ceiling.
+    """
+    p = get_preset(preset)
+    rows = []
+    for kind in ("deconvnet", "fcn8s"):
+        rows += throughput.model_rows(kind, preset, p.model.input_size, torch.device("cpu"), p.stage1.batch_size,
+                                      ("fp32",), SETTINGS["repeats"], ("fp32",), split=False)
+    return rows
 
 
 def segnet_part(preset: str) -> dict | None:
@@ -77,11 +94,20 @@ def segnet_part(preset: str) -> dict | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--page-only", action="store_true", help="rewrite the page from the JSON files")
+    parser.add_argument("--part", choices=["training_setting"],
+                        help="measure only this part and update it in the existing results file")
     parser.add_argument("--preset", default="paper", help="the network weighed (quick: a one-minute smoke run)")
     parser.add_argument("--out", type=Path, default=RESULTS / "cpu.json")
     parser.add_argument("--page", type=Path, default=PAGE)
     args = parser.parse_args()
-    if not args.page_only:
+    if args.part:
+        out = json.loads(args.out.read_text()) if args.out.is_file() else {"hardware": hardware(torch.device("cpu"))}
+        start = time.perf_counter()
+        out[args.part] = training_setting()
+        out.setdefault("part_s", {})[args.part] = time.perf_counter() - start
+        out.setdefault("part_created", {})[args.part] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        write_json(args.out, out)
+    elif not args.page_only:
         start = time.perf_counter()
         out = measure_all(args.preset)
         created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

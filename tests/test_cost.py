@@ -71,3 +71,14 @@ def test_batching_within_noise_is_not_called_faster():
     page = render_cost_page({"cpu.json": CPU | {"instance": CPU["instance"] | {"runs": runs}}})
     assert "hardly changes the network step here (20.1 s batched, 19.4 s one window per pass)" in page
     assert "faster than one window" not in page
+
+
+def test_training_setting_section_shows_crops_per_second_against_the_ceiling():
+    row = ROW | {"preset": "cpu", "side": 64, "batch": 8, "variant": "as shipped", "train_img_s": 7.0,
+                 "train_gflops": 90.0}
+    page = render_cost_page({"cpu.json": CPU | {"training_setting": [row],
+                                               "part_created": {"training_setting": "2026-12-01 12:00 UTC"}}})
+    section = page.split("## Training at the cpu preset's setting")[1].split("##")[0]
+    assert "measured 2026-12-01 12:00 UTC" in section
+    assert "| 64x64 | 8 |" in section and "| 7.0 |" in section and "34%" in section  # 90 of the 262 ceiling
+    assert "## Training at the cpu preset's setting" not in render_cost_page({"cpu.json": CPU})

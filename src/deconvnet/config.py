@@ -241,7 +241,7 @@ PRESETS: dict[str, Preset] = {
         name="quick",
         description="the whole book in minutes on 2 CPU cores; what the tests run",
         # the cpu preset's network (full width, ImageNet VGG16, 64 px crops) on tiny data and budgets
-        model=ModelConfig(width=1.0, input_size=64, fc_kernel=2, pretrained=True, decoder_init="spread"),
+        model=ModelConfig(width=1.0, input_size=64, fc_kernel=2, pretrained=True),
         # ~200 small scenes: the tree and its proposals are made in well under a minute on 2 cores
         data=DataConfig(train_images=160, val_images=48, image_size=128, min_scale=0.08, void_px=1,
                         proposal_side=128),
@@ -261,7 +261,7 @@ PRESETS: dict[str, Preset] = {
         # The learning study (appendix) decides: the paper's full-width network from ImageNet VGG16, on 64 px
         # crops (1/12 of a 224 crop's cost; 64/32 = 2 -> fc6 is 2x2), ~7 crops/s of training on 2 cores. From
         # random weights, narrower networks named no class at all within the budget
-        model=ModelConfig(width=1.0, input_size=64, fc_kernel=2, pretrained=True, decoder_init="spread"),
+        model=ModelConfig(width=1.0, input_size=64, fc_kernel=2, pretrained=True),
         # a few thousand scenes a little larger than the crops; proposals at 192 px take minutes, once
         data=DataConfig(train_images=2400, val_images=400, image_size=224, min_scale=0.06, void_px=2,
                         proposal_side=192),

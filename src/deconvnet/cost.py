@@ -196,6 +196,22 @@ def instance_section(instance: dict | None) -> list[str]:
     return out
 
 
+def training_setting_section(cpu: dict | None) -> list[str]:
+    """Crops/s of a training step at the ``cpu`` preset's own crop and batch, against the matmul ceiling."""
+    rows = (cpu or {}).get("training_setting")
+    part = throughput_part(cpu or {})
+    if not rows or part is None:
+        return []
+    table = throughput_rows({"rows": rows, "matmul_gflops": part["matmul_gflops"]})
+    return ["## Training at the cpu preset's setting", "",
+            "The learning study (appendix) chose the crop and batch the `cpu` preset trains with; this is what a",
+            f"training step costs there on {cpu['hardware']['name']}, without data loading"
+            + (f" (measured {cpu['part_created']['training_setting']})" if "training_setting" in
+               cpu.get("part_created", {}) else "") + ".", "",
+            *_table(["model", "preset", "input", "batch", "variant", "fwd img/s", "fwd GFLOP/s", "of ceiling",
+                     "train crops/s", "train GFLOP/s", "of ceiling"], table)]
+
+
 def _how(row: dict) -> str:
     if row["measured"]:
         return "measured"
@@ -285,7 +301,8 @@ def render_cost_page(results: dict[str, dict]) -> str:
              "on; FLOPs are computed from the layer shapes (`deconvnet.summary`), never copied.", ""]
     lines += throughput_section(results) + split_section(results)
     if cpu:
-        lines += instance_section(cpu.get("instance")) + memory_section(cpu.get("memory"))
+        lines += instance_section(cpu.get("instance")) + training_setting_section(cpu)
+        lines += memory_section(cpu.get("memory"))
         lines += segnet_section(cpu.get("segnet"), cpu["hardware"]["name"])
     lines += engine_section(results) + run_section(cpu)
     return "\n".join(lines).rstrip() + "\n"

@@ -99,7 +99,7 @@ def _patches_fit(x: torch.Tensor, weight: torch.Tensor, padding: int) -> bool:
     """True when the im2col patches of ``x`` take no more memory than the weight itself.
 
     That is the case where the weight dominates and reading it once, in place, is what matters: fc6 on a
-    crop (one patch per image), and fc6 sliding over the 8x11 pool5 map of a whole val image. For a 3x3
+    crop (one patch per image), and fc6 sliding over the 7x7 pool5 map of a whole 224 px val image. For a 3x3
     convolution over a large map the patches would be 9x the input, and oneDNN's convolution is the better way.
     """
     kh, kw = weight.shape[-2:]
