@@ -11,7 +11,7 @@ PRESET ?= auto        # auto = paper with CUDA, else cpu; or quick / cpu / paper
 CHAPTER ?=            # e.g. 01 or 01_architecture, for `make chapter`
 JOBS ?= 2             # pytest-xdist workers
 
-.PHONY: help venv book execute chapter render test lint clean pdf bench
+.PHONY: help venv book execute chapter render test lint clean pdf bench browser
 
 help:
 	@echo "make book [PRESET=quick|cpu|paper]  execute every chapter, then render the HTML book"
@@ -43,7 +43,7 @@ render: $(STAMP)
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
 # One HTML page printed by headless Chromium, then checked: no blank page, every figure of the page in the PDF.
-pdf: $(STAMP)
+pdf: $(STAMP) browser
 	$(BIN)/python -m deconvnet.pdf
 
 # Timings on the CPU into benchmarks/results/cpu.json, then the Cost appendix page from every result file.
@@ -53,8 +53,12 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Debian's chromium for the browser check and the PDF: installed when missing and possible, else one clear line.
+browser:
+	bash .ci/chromium
+
 # One torch thread per pytest worker: two workers with two threads each would fight over two cores.
-test: lint
+test: browser lint
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(strip $(JOBS)) --dist loadfile --nbval-lax tests notebooks
 
 clean:
