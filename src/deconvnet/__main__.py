@@ -283,7 +283,7 @@ def _bomb(err: Exception) -> str:
 
 # Rough wall time to make what ``segment`` needs from nothing (scenes, proposals, stage 0, both networks); see
 # the comments of the presets in config.py.
-TRAINING_TIME = {"quick": "a minute or two", "cpu": "roughly half an hour to an hour on 2 CPU cores",
+TRAINING_TIME = {"quick": "a minute or two", "cpu": "roughly 20 to 40 minutes on 2 CPU cores",
                  "paper": "many hours on a GPU, days on a CPU"}
 
 
