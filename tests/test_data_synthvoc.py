@@ -223,3 +223,34 @@ def test_the_classes_of_a_material_share_it_and_every_material_has_two():
         assert a.std() > 5, f"{family}: a texture, not a flat fill"
     with pytest.raises(ValueError, match="valid families are"):
         texture("fur", np.random.default_rng(0), (8, 8), 4.0)
+
+
+# Run in a fresh interpreter: OpenCV's thread pool is made to exist first (any earlier cv2 call in the same
+# process does that, e.g. an earlier test's), and then both parallel paths must finish. Forked workers used to
+# inherit the pool's locked state and wait forever in their first cv2 call, stalling the whole test run.
+_AFTER_OPENCV = """
+import sys
+from pathlib import Path
+import cv2, numpy as np
+from deconvnet.config import DataConfig
+from deconvnet.data.proposals import cached_proposals
+from deconvnet.data.synthvoc import make_synthvoc
+from deconvnet.data.voc import VOCSegmentation
+cv2.setNumThreads(2)
+for _ in range(3):
+    cv2.GaussianBlur(np.ones((1500, 1500), np.float32), (0, 0), 3)
+cfg = DataConfig(train_images=6, val_images=3, image_size=64, min_scale=0.15, void_px=1, proposal_side=64)
+make_synthvoc(cfg, Path(sys.argv[1]), workers=2, progress=False)
+boxes = cached_proposals(VOCSegmentation(Path(sys.argv[1]), "val"), cfg, workers=2, progress=False)
+print(len(boxes))
+"""
+
+
+def test_parallel_generation_and_proposals_finish_after_opencv_made_its_threads(tmp_path):
+    try:
+        out = subprocess.run([sys.executable, "-c", _AFTER_OPENCV, str(tmp_path)], capture_output=True,
+                             text=True, timeout=180)
+    except subprocess.TimeoutExpired:
+        pytest.fail("make_synthvoc / cached_proposals with 2 workers hung after OpenCV had started its threads")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["3"]
