@@ -99,8 +99,8 @@ def cached_proposals(dataset: VOCSegmentation, cfg: DataConfig, cache_dir: str |
                 _compute(job)
                 bar.update()
         else:
-            context = mp.get_context("fork" if sys.platform == "linux" else "spawn")
-            with context.Pool(workers) as pool:
+            # spawn, not fork: forked children can deadlock in their first cv2 call (see synthvoc._write_tree)
+            with mp.get_context("spawn").Pool(workers) as pool:
                 for _ in pool.imap_unordered(_compute, jobs, chunksize=2):
                     bar.update()
     return [np.load(p) for p in paths]

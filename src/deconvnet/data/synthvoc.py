@@ -278,7 +278,6 @@ def _write_tree(cfg: DataConfig, out: Path, workers: int, progress: bool | None)
         (out / folder).mkdir(parents=True)
     n = cfg.train_images + cfg.val_images
     jobs = [(cfg, out, i) for i in range(n)]
-    photos()  # loaded once here; forked workers inherit them
     workers = min(n, workers or os.cpu_count() or 1)
     show = sys.stderr.isatty() if progress is None else progress
     with tqdm(total=n, desc="SynthVOC scenes", unit="img", disable=not show) as bar:
@@ -287,8 +286,9 @@ def _write_tree(cfg: DataConfig, out: Path, workers: int, progress: bool | None)
                 _write_scene(job)
                 bar.update()
         else:
-            context = mp.get_context("fork" if sys.platform == "linux" else "spawn")
-            with context.Pool(workers, initializer=_init_worker) as pool:
+            # spawn, not fork: a forked child inherits OpenCV's thread pool in whatever state the parent's threads
+            # left it, and its first cv2 call can wait forever on a lock nobody holds (tests hung this way)
+            with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
                 for _ in pool.imap_unordered(_write_scene, jobs, chunksize=4):
                     bar.update()
     ids = [image_id(i) for i in range(n)]
