@@ -39,15 +39,15 @@ from deconvnet.train import evaluate_samples, train
 
 OUT = RESULTS / "learning.json"
 VAL_CROPS = 300  # val stage-1 crops per point: +-3 points of accuracy, seconds to score
-BATCH = 8  # crops per step in every arm, so arms compare at equal crops seen
+BATCH = 8  # crops per step (the paper's micro-batch, over which BN takes its statistics); arms compare at equal crops
 
 
 def _arm(kind="deconvnet", width=0.125, size=128, pretrained=False, lr=0.01, freeze=False, max_crops=8000,
-         decoder_init="gaussian", stage0=0, optimizer="sgd", stage0_lr=0.01):
+         decoder_init="gaussian", stage0=0, optimizer="sgd", stage0_lr=0.01, batch=BATCH):
     model = ModelConfig(width=width, input_size=size, fc_kernel=size // 32, pretrained=pretrained,
                         decoder_init=decoder_init)
     return dict(kind=kind, model=model, lr=lr, freeze=freeze, max_crops=max_crops, stage0=stage0,
-                optimizer=optimizer, stage0_lr=stage0_lr)
+                optimizer=optimizer, stage0_lr=stage0_lr, batch=batch)
 
 
 # name -> one lever changed from another arm; the comment says which.
@@ -66,6 +66,8 @@ ARMS = {
     "imagenet64-frozen": _arm(width=1.0, size=64, pretrained=True, freeze=True, max_crops=4000),
     "imagenet64-adam": _arm(width=1.0, size=64, pretrained=True, lr=1e-4, optimizer="adam", max_crops=4000),
     "imagenet64-lr0.001": _arm(width=1.0, size=64, pretrained=True, lr=0.001, max_crops=4000),
+    # 4x the crops per step (and per BN statistic: fc6/fc7 see 1x1 maps, so BN there averages over the batch only)
+    "imagenet64-b32": _arm(width=1.0, size=64, pretrained=True, batch=32, max_crops=4000),
     "imagenet96": _arm(width=1.0, size=96, pretrained=True, max_crops=2000),  # larger crops, 2.3x the cost
     "fcn-imagenet64": _arm(kind="fcn8s", width=1.0, size=64, pretrained=True, max_crops=4000),
     "fcn-scratch128": _arm(kind="fcn8s"),
@@ -103,8 +105,9 @@ def run_arm(name: str, spec: dict, results: dict, root) -> None:
                                    preset.run.seed)
         print(f"{name:22s} stage 0: {record['stage0']}", flush=True)
     for crops in todo:  # each segment resumes from the previous point's checkpoint
-        steps = crops // BATCH
-        cfg = TrainConfig(iterations=steps, batch_size=BATCH, accumulate=1, lr=spec["lr"], lr_step=10**9,
+        batch = spec.get("batch", BATCH)
+        steps = crops // batch
+        cfg = TrainConfig(iterations=steps, batch_size=batch, accumulate=1, lr=spec["lr"], lr_step=10**9,
                           log_every=max(1, steps // 10), val_every=10**9, checkpoint_every=steps, workers=1,
                           freeze_encoder=spec["freeze"], optimizer=spec.get("optimizer", "sgd"))
         tic = time.perf_counter()
