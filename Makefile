@@ -9,12 +9,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PRESET ?= auto        # auto = paper with CUDA, else cpu; or quick / cpu / paper
 CHAPTER ?=            # e.g. 01 or 01_architecture, for `make chapter`
+VOC ?=                # a real PASCAL VOC 2012 tree (its VOCdevkit folder) for every chapter; default: SynthVOC
+SBD ?=                # SBD's release (benchmark_RELEASE), whose labels join VOC's train split; needs VOC
 JOBS ?= 2             # pytest-xdist workers
+DATA_OPTIONS = $(if $(strip $(VOC)),--voc-root $(strip $(VOC))) $(if $(strip $(SBD)),--sbd-root $(strip $(SBD)))
 
 .PHONY: help venv book execute chapter render test lint clean pdf bench browser
 
 help:
 	@echo "make book [PRESET=quick|cpu|paper]  execute every chapter, then render the HTML book"
+	@echo "          [VOC=~/data/VOCdevkit [SBD=~/data/benchmark_RELEASE]]  on real PASCAL VOC 2012 (+ SBD)"
 	@echo "make chapter CHAPTER=01 [PRESET=..]  execute one chapter"
 	@echo "make render                          render only, from the executed notebooks in book/"
 	@echo "make pdf                             the whole book as one PDF (_build/pdf/book.pdf), every figure checked"
@@ -32,11 +36,11 @@ venv: $(STAMP)
 book: execute render
 
 execute: $(STAMP)
-	$(BIN)/python -m deconvnet book --preset $(strip $(PRESET))
+	$(BIN)/python -m deconvnet book --preset $(strip $(PRESET)) $(DATA_OPTIONS)
 
 chapter: $(STAMP)
 	@test -n "$(strip $(CHAPTER))" || { echo "say which chapter: make chapter CHAPTER=01"; exit 2; }
-	$(BIN)/python -m deconvnet book --preset $(strip $(PRESET)) --only $(strip $(CHAPTER))
+	$(BIN)/python -m deconvnet book --preset $(strip $(PRESET)) --only $(strip $(CHAPTER)) $(DATA_OPTIONS)
 
 render: $(STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going
@@ -59,7 +63,7 @@ browser:
 
 # One torch thread per pytest worker: two workers with two threads each would fight over two cores.
 test: browser lint
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(strip $(JOBS)) --dist loadfile --nbval-lax tests notebooks
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(strip $(JOBS)) --dist loadfile --nbval-lax --durations=15 tests notebooks
 
 clean:
 	rm -rf _build

@@ -68,6 +68,7 @@ ARMS = {
     "imagenet64-lr0.001": _arm(width=1.0, size=64, pretrained=True, lr=0.001, max_crops=4000),
     # 4x the crops per step (and per BN statistic: fc6/fc7 see 1x1 maps, so BN there averages over the batch only)
     "imagenet64-b32": _arm(width=1.0, size=64, pretrained=True, batch=32, max_crops=4000),
+    "imagenet64-b4": _arm(width=1.0, size=64, pretrained=True, batch=4, max_crops=4000),  # twice the steps per crop
     "imagenet96": _arm(width=1.0, size=96, pretrained=True, max_crops=2000),  # larger crops, 2.3x the cost
     "fcn-imagenet64": _arm(kind="fcn8s", width=1.0, size=64, pretrained=True, max_crops=4000),
     "fcn-scratch128": _arm(kind="fcn8s"),

@@ -12,6 +12,23 @@ import argparse
 import sys
 
 
+def _add_data_options(p, what: str) -> None:
+    """``--voc-root`` / ``--sbd-root``: a real PASCAL VOC 2012 tree (and SBD) instead of the generated SynthVOC."""
+    p.add_argument("--voc-root", default=None, metavar="PATH",
+                   help=f"{what} on real PASCAL VOC 2012: its VOCdevkit folder, the folder above it, or "
+                        "VOCdevkit/VOC2012 (default: the preset's generated SynthVOC)")
+    p.add_argument("--sbd-root", default=None, metavar="PATH",
+                   help="SBD's release (benchmark_RELEASE or its dataset folder): its labels join VOC's train "
+                        "split, minus VOC's val images (needs --voc-root)")
+
+
+def _use_data(args):
+    """Check ``--voc-root`` / ``--sbd-root`` now (one clear line if they are no VOC / SBD tree) and use them."""
+    from .pipeline import use_voc
+
+    return use_voc(args.voc_root, args.sbd_root)
+
+
 def add_summary(sub) -> None:
     p = sub.add_parser("summary", help="print the layer table (name, output shape, parameters) and totals")
     p.add_argument("--preset", default="paper", help="preset whose model to summarise (default: paper)")
@@ -35,6 +52,9 @@ def add_book(sub) -> None:
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="extra notebook parameter (must exist in every selected notebook's parameters cell)")
     p.add_argument("--list", action="store_true", help="list the chapters and exit")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write the executed chapters, results/ and provenance.md here instead of book/")
+    _add_data_options(p, "execute every chapter")
     p.set_defaults(func=run_book)
 
 
@@ -47,7 +67,8 @@ def run_book(args) -> None:
         return
     params = {name: _literal(value) for name, value in args.parameter}
     try:
-        run_chapters(preset=args.preset, only=args.only, parameters=params)
+        run_chapters(preset=args.preset, only=args.only, parameters=params, voc_root=args.voc_root,
+                     sbd_root=args.sbd_root, out=args.out)
     except ChapterFailed as err:
         print(f"deconvnet book: {err}", file=sys.stderr)
         sys.exit(1)
@@ -60,14 +81,18 @@ def add_train(sub) -> None:
                    help="train up to this stage (1 or 2; default 2); 0 = only the CPU presets' shape classifier")
     p.add_argument("--recipe", default="two_stage", help="two_stage, stage2_only or no_bn")
     p.add_argument("--model", default="deconvnet", choices=["deconvnet", "fcn8s"])
+    _add_data_options(p, "train")
     p.set_defaults(func=run_train)
 
 
 def run_train(args) -> None:
     from .config import get_preset
-    from .pipeline import pretrained_classifier, trained_model
+    from .pipeline import describe_data, pretrained_classifier, trained_model
 
     preset = get_preset(args.preset)
+    real = _use_data(args)  # before any work
+    if real is not None:
+        print(f"data: {describe_data(real)} in {real.voc}", flush=True)
     if args.stage == 0:
         result = pretrained_classifier(preset, progress=True)
         state = "loaded from" if result.reused else "trained into"
@@ -141,6 +166,11 @@ def add_make_data(sub) -> None:
     p.add_argument("--root", default=None, help="folder to hold VOCdevkit/ (default: data/synthvoc-PRESET)")
     p.add_argument("--workers", type=int, default=0, help="processes drawing scenes (default: one per core)")
     p.add_argument("--no-proposals", action="store_true", help="skip computing selective-search proposals")
+    p.add_argument("--voc-root", default=None, metavar="PATH",
+                   help="instead of generating scenes, compute and cache the proposals of a real PASCAL VOC 2012 "
+                        "tree (its VOCdevkit folder, the folder above it, or VOCdevkit/VOC2012), beside it")
+    p.add_argument("--sbd-root", default=None, metavar="PATH",
+                   help="with --voc-root: SBD's release, whose training images get proposals too")
     p.set_defaults(func=run_make_data)
 
 
@@ -151,11 +181,36 @@ def run_make_data(args) -> None:
 
     preset = get_preset(args.preset)
     cfg = preset.data
+    if args.voc_root is not None or args.sbd_root is not None:
+        _real_proposals(args, preset)
+        return
     root = args.root or f"data/synthvoc-{preset.name}"
     check_folder(root, f"--root {root}", "give a folder to hold VOCdevkit/ (it is made if missing)")
     done = make_data(cfg, root, proposals=not args.no_proposals, workers=args.workers)
     print(f"SynthVOC ({cfg.train_images} train + {cfg.val_images} val images) in {done['voc_root']}: "
           f"scenes {done['scenes_s']:.1f} s, proposals {done['proposals_s']:.1f} s")
+
+
+def _real_proposals(args, preset) -> None:
+    """``make-data --voc-root``: check a real tree and cache the preset's proposals beside it."""
+    import time
+
+    from .data.proposals import proposal_dir
+    from .pipeline import describe_data, missing_proposals, voc_proposals
+
+    if args.root is not None:
+        raise ValueError(f"--root {args.root} generates SynthVOC and --voc-root {args.voc_root} reads real VOC: "
+                         f"give one of them")
+    real = _use_data(args)
+    folder = proposal_dir(real.val_set(), preset.data)
+    todo = 0 if args.no_proposals else missing_proposals(preset, real)
+    start = time.perf_counter()
+    if todo:
+        print(f"selective search for {todo:,} images ({preset.name} preset's settings) ...", flush=True)
+        voc_proposals(preset, real, workers=args.workers, progress=True)
+    seconds = time.perf_counter() - start
+    state = "skipped (--no-proposals)" if args.no_proposals else f"{todo:,} computed in {seconds:.1f} s"
+    print(f"{describe_data(real)} in {real.voc}: proposals {state}, cached in {folder}")
 
 
 def add_segment(sub) -> None:
@@ -171,6 +226,7 @@ def add_segment(sub) -> None:
     p.add_argument("--out", default="segment", help="folder for NAME_EXT_labels.png and NAME_EXT_overlay.png "
                                                      "(a.jpg gives a_jpg_labels.png; default: segment)")
     p.add_argument("--preset", default="auto", help="whose trained models: quick, cpu, paper or auto (default)")
+    _add_data_options(p, "use the models trained")
     p.set_defaults(func=run_segment)
 
 
@@ -186,6 +242,7 @@ def run_segment(args) -> None:
 
     preset = get_preset(args.preset)  # refuse a bad name before reading anything
     out = _out_folder(args.out)  # and a place the results cannot go, before the work
+    _use_data(args)  # and a --voc-root that is no VOC tree
     image = np.array(_load_image(args.image, _segment_size), dtype=np.uint8)  # (H, W, 3); clear errors
     _segment_size(args.image, *image.shape[1::-1])
     kinds = {"deconvnet": ["deconvnet"], "fcn8s": ["fcn8s"], "edeconvnet": ["deconvnet", "fcn8s"]}[args.model]
@@ -299,6 +356,7 @@ def needed_runs(preset, kinds, runs=None) -> list[tuple[str, object]]:
 
     runs = pipeline.RUNS if runs is None else runs
     model_cfg = dataclasses.replace(preset.model, batch_norm=True)  # two_stage keeps BN
+    data_key = pipeline.data_key_parts(pipeline.real_voc())  # a real VOC tree's identity, as trained_model's
 
     def decisive(cfg) -> dict:
         return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in pipeline.BOOKKEEPING}
@@ -306,14 +364,14 @@ def needed_runs(preset, kinds, runs=None) -> list[tuple[str, object]]:
     found, start = [], None
     if preset.pretrain is not None and not model_cfg.pretrained:
         key = cache_key(kind="classifier", model=model_cfg, data=preset.data, samples="objects",
-                        train=decisive(preset.pretrain), parent=None, seed=preset.run.seed)
+                        train=decisive(preset.pretrain), parent=None, seed=preset.run.seed, **data_key)
         start = runs / preset.name / f"{pipeline.PRETRAIN}-{key}"
         found.append(("the stage-0 shape classifier", start))
     for kind in kinds:
         parent = start
         for k, (samples, cfg) in enumerate(pipeline._plan(preset, "two_stage"), start=1):
             key = cache_key(kind=kind, model=model_cfg, data=preset.data, samples=samples, train=decisive(cfg),
-                            parent=parent and parent.name, seed=preset.run.seed)
+                            parent=parent and parent.name, seed=preset.run.seed, **data_key)
             parent = runs / preset.name / f"two_stage-stage{k}-{key}"
             found.append((f"{kind} stage {k}", parent))
     return found
@@ -329,11 +387,16 @@ def training_notice(preset, kinds, runs=None, data_root=None) -> str | None:
 
     data_root = pipeline.DATA if data_root is None else data_root
     todo = [what for what, run_dir in needed_runs(preset, kinds, runs) if not (run_dir / "final.pt").is_file()]
-    tree = data_root / f"synthvoc-{preset.name}" / "VOCdevkit" / "VOC2012" / METADATA
-    if not todo and tree.is_file():
+    real = pipeline.real_voc()
+    if real is None:
+        n = preset.data.train_images + preset.data.val_images
+        tree = data_root / f"synthvoc-{preset.name}" / "VOCdevkit" / "VOC2012" / METADATA
+        make = [] if tree.is_file() else [f"make its {n:,} SynthVOC scenes and their proposals"]
+    else:
+        n = pipeline.missing_proposals(preset, real)
+        make = [f"compute the proposals of {n:,} images of {pipeline.describe_data(real, short=True)}"] if n else []
+    if not todo and not make:
         return None
-    n = preset.data.train_images + preset.data.val_images
-    make = [] if tree.is_file() else [f"make its {n:,} SynthVOC scenes and their proposals"]
     make += [f"train {', '.join(todo)}"] if todo else []
     text = (f"the {preset.name} preset has not made everything this needs yet, so it will now {' and '.join(make)} "
             f"({TRAINING_TIME.get(preset.name, 'a while')} for all of it); they are kept for later runs.")

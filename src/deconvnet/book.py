@@ -2,8 +2,11 @@
 
 ``run_chapters`` executes ``notebooks/NN_name.ipynb`` in ``_toc.yml`` order with a preset, writes the
 executed copy to ``book/NN_name.ipynb`` (atomically: a failed run leaves the old page in place), puts a
-provenance line under each chapter's title, and records preset, device, versions, commit and wall time in
-``book/results/manifest.json``, from which ``book/provenance.md`` is regenerated.
+provenance line under each chapter's title, and records preset, data, device, versions, commit and wall time
+in ``book/results/manifest.json``, from which ``book/provenance.md`` is regenerated. With ``voc_root`` (and
+``sbd_root``) every chapter reads that real VOC 2012 tree instead of the generated SynthVOC (see
+``pipeline.use_voc``); with ``out`` the pages, their results and the provenance page go to that folder
+instead of ``book/`` (a test's run leaves the committed book alone).
 
 ``start_chapter`` is the first call of every chapter: it seeds everything and quiets progress bars.
 Notebook-facing only: no core module imports this one.
@@ -46,8 +49,11 @@ class ChapterFailed(RuntimeError):
     """A cell failed; the message names the notebook, the cell and the error."""
 
 
-def chapters(root: Path = ROOT) -> list[Chapter]:
-    """The chapters in ``_toc.yml`` order: every toc entry with a source notebook in ``notebooks/``."""
+def chapters(root: Path = ROOT, out: Path | None = None) -> list[Chapter]:
+    """The chapters in ``_toc.yml`` order: every toc entry with a source notebook in ``notebooks/``.
+
+    Their executed copies go to ``book/``, or to ``out`` when given.
+    """
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     files: list[str] = []
 
@@ -67,7 +73,7 @@ def chapters(root: Path = ROOT) -> list[Chapter]:
         name = Path(entry).stem
         source = root / "notebooks" / f"{name}.ipynb"
         if source.is_file():
-            found.append(Chapter(name, source, root / "book" / f"{name}.ipynb"))
+            found.append(Chapter(name, source, (out or root / "book") / f"{name}.ipynb"))
     return found
 
 
@@ -141,10 +147,16 @@ def git_commit(root: Path = ROOT) -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def provenance(preset: str, seconds: float, root: Path = ROOT) -> dict:
-    """One manifest entry: everything needed to say how a page's numbers were obtained."""
+def provenance(preset: str, seconds: float, root: Path = ROOT, data: str | None = None) -> dict:
+    """One manifest entry: everything needed to say how a page's numbers were obtained.
+
+    ``data`` names the dataset (``pipeline.describe_data``); default: the generated SynthVOC.
+    """
+    from .pipeline import describe_data
+
     return {
         "preset": preset,
+        "data": data or describe_data(None),
         "device": device_description(),
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -167,8 +179,8 @@ def _provenance_cell(entry: dict):
 
     text = (
         f"```{{admonition}} Provenance\n:class: note\nExecuted with preset **{entry['preset']}** on "
-        f"{entry['device']}, torch {entry['torch']}, commit `{entry['commit']}`, in {entry['wall_time_s']:.0f} s "
-        f"({entry['executed']}). All runs: [provenance appendix](provenance.md).\n```"
+        f"{_data(entry)}, on {entry['device']}, torch {entry['torch']}, commit `{entry['commit']}`, in "
+        f"{entry['wall_time_s']:.0f} s ({entry['executed']}). All runs: [provenance appendix](provenance.md).\n```"
     )
     cell = nbformat.v4.new_markdown_cell(text)
     cell.metadata["tags"] = ["provenance"]
@@ -186,8 +198,13 @@ def _add_provenance(path: Path, entry: dict) -> None:
     nbformat.write(nb, path)
 
 
-def execute_chapter(chapter: Chapter, preset: str, parameters: dict, progress: bool) -> dict:
-    """Run one chapter with papermill into a temporary file, then move it into ``book/``."""
+def _data(entry: dict) -> str:
+    """The dataset of a manifest entry; entries from before it was recorded were all made on SynthVOC."""
+    return entry.get("data") or "SynthVOC (generated)"
+
+
+def execute_chapter(chapter: Chapter, preset: str, parameters: dict, progress: bool, data: str | None = None) -> dict:
+    """Run one chapter with papermill into a temporary file, then move it into ``book/`` (``chapter.target``)."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -198,7 +215,7 @@ def execute_chapter(chapter: Chapter, preset: str, parameters: dict, progress: b
                 str(chapter.source), str(tmp), parameters={"preset": preset, **parameters},
                 kernel_name="python3", progress_bar=progress, cwd=str(chapter.source.parent),
             )
-            entry = provenance(preset, time.perf_counter() - start, ROOT)
+            entry = provenance(preset, time.perf_counter() - start, ROOT, data)
             _add_provenance(tmp, entry)
     except PapermillExecutionError as err:
         raise ChapterFailed(f"{_shown(chapter.source)} failed in {_locate(chapter.source, err.source)}: "
@@ -238,8 +255,8 @@ def update_manifest(name: str, entry: dict, results: Path = RESULTS) -> dict:
 def write_provenance_page(manifest: dict, path: Path) -> None:
     """The appendix page: one table row per chapter, straight from the manifest."""
     rows = [
-        f"| {name} | {e['preset']} | {e['device']} | {e['torch']} | `{e['commit']}` | {e['wall_time_s']:.0f} | "
-        f"{e['executed']} |"
+        f"| {name} | {e['preset']} | {_data(e)} | {e['device']} | {e['torch']} | `{e['commit']}` | "
+        f"{e['wall_time_s']:.0f} | {e['executed']} |"
         for name, e in sorted(manifest.items())
     ]
     text = "\n".join([
@@ -248,8 +265,8 @@ def write_provenance_page(manifest: dict, path: Path) -> None:
         "Every chapter page was executed by `python -m deconvnet book` (papermill). This table is written by",
         "that command from `book/results/manifest.json`; do not edit it by hand.",
         "",
-        "| chapter | preset | device | torch | commit | wall time (s) | executed |",
-        "|---|---|---|---|---|---|---|",
+        "| chapter | preset | data | device | torch | commit | wall time (s) | executed |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         f"Total execution time: {sum(e['wall_time_s'] for e in manifest.values()):.0f} s.",
@@ -260,26 +277,37 @@ def write_provenance_page(manifest: dict, path: Path) -> None:
 
 
 def run_chapters(preset: str = "auto", only: list[str] | None = None, parameters: dict | None = None,
-                 progress: bool | None = None) -> dict:
-    """Execute the selected chapters in order. Everything is validated before the first one runs."""
+                 progress: bool | None = None, voc_root: str | Path | None = None,
+                 sbd_root: str | Path | None = None, out: str | Path | None = None) -> dict:
+    """Execute the selected chapters in order. Everything is validated before the first one runs.
+
+    ``voc_root`` / ``sbd_root``: a real VOC 2012 tree (and SBD) for every chapter, checked now; ``out``: the
+    folder for the executed pages, ``results/`` and ``provenance.md`` (default: ``book/``).
+    """
+    from .pipeline import describe_data, use_voc
+
     preset = auto_preset_name() if preset == "auto" else preset
     get_preset(preset)  # refuses unknown names with the list of valid ones
     parameters = parameters or {}
     if "preset" in parameters:
         raise ValueError("give the preset with --preset, not as a parameter")
-    selected = select(chapters(), only)
+    out = Path(out).expanduser().absolute() if out is not None else None
+    results = out / "results" if out is not None else RESULTS
+    selected = select(chapters() if out is None else chapters(out=out), only)
     check_parameters(selected, parameters)
-    for folder in sorted({c.target.parent for c in selected} | {RESULTS}):  # before the first (long) chapter
+    real = use_voc(voc_root, sbd_root)  # a folder that is no VOC tree is refused here; the kernels inherit it
+    data = describe_data(real)
+    for folder in sorted({c.target.parent for c in selected} | {results}):  # before the first (long) chapter
         check_folder(folder, f"the book's folder {_shown(folder)}",
                      f"the executed chapters and their results are written there: make it writable "
                      f"(chmod -R u+w {_shown(folder)}) or run from a checkout you can write to")
     progress = sys.stderr.isatty() if progress is None else progress
-    os.environ[RESULTS_ENV] = str(RESULTS)  # inherited by the papermill kernels
+    os.environ[RESULTS_ENV] = str(results)  # inherited by the papermill kernels
     manifest = {}
     for chapter in selected:
-        print(f"[book] {chapter.name}: executing with preset {preset} ...", flush=True)
-        entry = execute_chapter(chapter, preset, parameters, progress)
-        manifest = update_manifest(chapter.name, entry)
+        print(f"[book] {chapter.name}: executing with preset {preset} on {data} ...", flush=True)
+        entry = execute_chapter(chapter, preset, parameters, progress, data)
+        manifest = update_manifest(chapter.name, entry, results)
         print(f"[book] {chapter.name}: done in {entry['wall_time_s']:.0f} s -> {_shown(chapter.target)}")
     return manifest
 
