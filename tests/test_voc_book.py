@@ -272,7 +272,9 @@ def test_every_chapter_executes_on_a_tiny_voc_tree_with_sbd(tmp_path, no_voc_env
     devkit, release = write_voc_tree(tmp_path / "data")
     pages, runs = tmp_path / "pages", tmp_path / "runs"
     manifest_before = (ROOT / "book" / "results" / "manifest.json").read_bytes()
-    env = {**os.environ, pipeline.RUNS_ENV: str(runs), "TQDM_DISABLE": "1"}
+    # two threads: started first (conftest.LONGEST_FIRST) it shares the cores with the other worker, and has them
+    # both once that one is done
+    env = {**os.environ, pipeline.RUNS_ENV: str(runs), "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "2"}
     start = time.perf_counter()
     try:
         done = subprocess.run([sys.executable, "-m", "deconvnet", "book", "--preset", "quick", "--voc-root",
