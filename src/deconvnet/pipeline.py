@@ -248,7 +248,7 @@ def voc_proposals(preset: Preset, real: RealVOC, *, workers: int = 0, progress: 
 
     datasets = real.val_set(), real.train_set()
     folder = proposal_dir(datasets[0], preset.data)
-    if not missing_proposals(preset, real):
+    if not _missing(folder, datasets):
         return real.voc  # all cached: a read-only copy of the data with its proposals is fine
     check_folder(folder, f"the proposals' folder {folder}",
                  "proposals are cached beside the VOC tree: make that folder writable, or copy the tree to a "
@@ -264,7 +264,11 @@ def missing_proposals(preset: Preset, real: RealVOC) -> int:
     from .data.proposals import proposal_dir
 
     datasets = real.val_set(), real.train_set()
-    folder = proposal_dir(datasets[0], preset.data)
+    return _missing(proposal_dir(datasets[0], preset.data), datasets)
+
+
+def _missing(folder: Path, datasets) -> int:
+    """Images of ``datasets`` without a cached proposal file in ``folder``."""
     return sum(not (folder / f"{image_id}.npy").is_file() for dataset in datasets for image_id in set(dataset.ids))
 
 
