@@ -76,3 +76,21 @@ def test_stage0_classifier_starts_every_recipe(dirs):
     fcn = trained_model(staged, "two_stage", stage=1, kind="fcn8s", **dirs)
     assert not fcn.reused
     assert len(list((dirs["runs"] / "tiny").glob("pretrain-*/final.pt"))) == 1, "one classifier for all"
+
+
+def test_stage0_on_imagenet_starts_from_vgg16_and_its_encoder_reaches_the_network(dirs):
+    """With ImageNet's encoder and a stage 0, the classifier starts from VGG16 and hands its encoder on."""
+    from deconvnet.model import build_model
+    from deconvnet.pipeline import pretrained_classifier
+
+    model = dataclasses.replace(TINY.model, width=1.0, pretrained=True)
+    still = dataclasses.replace(TINY.stage1, iterations=1, lr=1e-12)  # a step that leaves the weights as they were
+    staged = dataclasses.replace(TINY, name="tiny-imagenet", model=model, pretrain=still, stage1=still)
+    classifier = pretrained_classifier(staged, **dirs).model
+    conv1_1 = "encoder.blocks.0.0.weight"
+    vgg = dict(build_model(model).named_parameters())[conv1_1]  # ImageNet's conv1_1
+    assert vgg.abs().max() > 0.1, "ImageNet's conv1_1, not a Gaussian of std 0.01"
+    torch.testing.assert_close(dict(classifier.named_parameters())[conv1_1], vgg, rtol=0, atol=1e-6)
+    net = trained_model(staged, "two_stage", stage=1, **dirs).model
+    fc6 = dict(net.named_parameters())["fc6.0.weight"]
+    torch.testing.assert_close(fc6, dict(classifier.named_parameters())["fc6.0.weight"], rtol=0, atol=1e-6)

@@ -362,7 +362,7 @@ def needed_runs(preset, kinds, runs=None) -> list[tuple[str, object]]:
         return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in pipeline.BOOKKEEPING}
 
     found, start = [], None
-    if preset.pretrain is not None and not model_cfg.pretrained:
+    if preset.pretrain is not None:
         key = cache_key(kind="classifier", model=model_cfg, data=preset.data, samples="objects",
                         train=decisive(preset.pretrain), parent=None, seed=preset.run.seed, **data_key)
         start = runs / preset.name / f"{pipeline.PRETRAIN}-{key}"

@@ -11,10 +11,10 @@ Recipes (paper Sec. 4.2 and the ablations of chapter 4):
 * ``stage2_only`` - proposal windows in both stages, same steps and schedule (what most ports do);
 * ``no_bn``       - the paper's two stages without batch normalisation.
 
-Where a preset has a stage 0 (``Preset.pretrain``; the CPU presets, whose width rules out ImageNet's
-weights), every recipe and FCN-8s start from one shape classifier trained on stage-1 crops
-(``shape_pretraining``), cached under ``runs/<name>/pretrain-<key>/``, as every recipe of the paper starts
-from one ImageNet VGG16.
+Where a preset has a stage 0 (``Preset.pretrain``; the CPU presets), every recipe and FCN-8s start from one
+classifier trained on stage-1 crops (``shape_pretraining``), cached under ``runs/<name>/pretrain-<key>/``, as
+every recipe of the paper starts from one ImageNet VGG16 classifier. With ``ModelConfig.pretrained`` that
+classifier's encoder starts from ImageNet VGG16, so stage 0 trains the fc6 and fc7 that do not ship offline.
 
 Data: the preset's generated SynthVOC tree (``data/synthvoc-<preset>/``), or a real PASCAL VOC 2012 tree
 (with SBD's extra training labels) when ``DECONVNET_VOC_ROOT`` (and ``DECONVNET_SBD_ROOT``) name one. The
@@ -42,6 +42,7 @@ import torch
 from .checkpoint import cache_key
 from .config import Preset, TrainConfig
 from .model import build_model
+from .pretrained import load_vgg16_encoder
 from .shape_pretraining import ObjectCrops, ShapeClassifier, transfer_pretrained
 from .train import load_trained, train
 
@@ -312,7 +313,7 @@ def trained_model(preset: Preset, recipe: str = "two_stage", stage: int = 2, kin
     real = real_voc()
     data_key = data_key_parts(real)
     parent, result = None, None
-    if preset.pretrain is not None and not model_cfg.pretrained:
+    if preset.pretrain is not None:
         parent = pretrained_classifier(preset, progress=progress, runs=runs, data_root=data_root).run_dir
     for k, (samples_kind, cfg) in enumerate(plan[:stage], start=1):
         decisive = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in BOOKKEEPING}
@@ -330,11 +331,12 @@ def pretrained_classifier(preset: Preset, *, progress: bool | None = None, runs:
                           data_root: Path = DATA) -> Trained:
     """Stage 0 of ``preset``: the ``shape_pretraining.ShapeClassifier`` its networks start from (chapter 4).
 
-    Always with BN, like the networks of two of the three recipes; ``no_bn`` gets its BNs folded in.
+    Always with BN, like the networks of two of the three recipes; ``no_bn`` gets its BNs folded in. Its
+    encoder starts from ImageNet VGG16 when ``preset.model.pretrained``, from the Gaussian otherwise.
     """
     if preset.pretrain is None:
-        raise ValueError(f"preset {preset.name!r} has no stage 0 (Preset.pretrain is None): it starts from "
-                         "ImageNet VGG16 or from random weights")
+        raise ValueError(f"preset {preset.name!r} has no stage 0 (Preset.pretrain is None): its networks start "
+                         "from ImageNet VGG16's encoder or from random weights")
     model_cfg = dataclasses.replace(preset.model, batch_norm=True)
     root = voc_root(preset, data_root, progress)
     real = real_voc()
@@ -371,6 +373,8 @@ def _train_or_load(kind, model_cfg, samples_kind, cfg, run_dir: Path, parent: Pa
                    root: Path, progress, sbd: Path | None = None) -> Trained:
     torch.manual_seed(preset.run.seed)
     model = ShapeClassifier(model_cfg) if kind == "classifier" else build_model(model_cfg, kind)
+    if kind == "classifier" and model_cfg.pretrained:  # ImageNet's encoder under a new fc6, fc7 and fc8
+        load_vgg16_encoder(model)
     if (run_dir / "final.pt").is_file():
         return Trained(model.eval(), run_dir, load_trained(model, run_dir / "final.pt"), reused=True)
     if parent is not None:

@@ -86,8 +86,14 @@ def preset_changes(preset, paper, study: dict) -> list[dict]:
     speed = {arm: f"{p['crops_per_second']:.1f} crops/s" for arm, p in at.items() if p}
 
     def evidence(*arms: str) -> str:
-        return "; ".join(f"`{a}`: what {describe(at.get(a))} after {at[a]['crops']:,} crops, {speed[a]}"
-                         for a in arms if at.get(a)) or "not measured"
+        """Each arm's "what" at the largest budget all of them reached, so the numbers compare."""
+        arms = [a for a in arms if at.get(a)]
+        if not arms:
+            return "not measured"
+        budgets = set.intersection(*({p["crops"] for p in study["arms"][a]["points"]} for a in arms))
+        crops = max(budgets) if budgets else None
+        return "; ".join(f"`{a}`: what {describe(point(study, a, crops) if crops else at[a])} after "
+                         f"{crops or at[a]['crops']:,} crops, {speed[a]}" for a in arms)
 
     m, pm = preset.model, paper.model
     rows = [
@@ -111,11 +117,16 @@ def preset_changes(preset, paper, study: dict) -> list[dict]:
          evidence("imagenet64", "imagenet64-frozen")),
         ("learning rate", paper.stage1.lr, preset.stage1.lr, "the study's better rate",
          evidence("imagenet64", "imagenet64-lr0.001", "imagenet64-adam")),
+        ("stage 0: fc6 and fc7 learn to name objects", "VGG16's own, trained on ImageNet",
+         "none" if preset.pretrain is None else f"{_crops(preset.pretrain)} at lr {preset.pretrain.lr:g}",
+         "VGG16's fc6 and fc7 do not ship offline; a short classification stage on stage-1 crops trains new ones "
+         "(at lr 0.01 they diverged)", evidence("imagenet64", "imagenet64-stage0", "imagenet64-stage0-lr0.001")),
         ("stage 1", _crops(paper.stage1), _crops(preset.stage1),
          "what two CPU cores train in minutes", evidence("imagenet64")),
         ("stage 2", _crops(paper.stage2), _crops(preset.stage2), "as stage 1", evidence("imagenet64")),
         ("crops per step", paper.stage1.global_batch, preset.stage1.global_batch,
-         "the study's batch: every arm trains with it; at a fixed number of crops, more steps", "-"),
+         "the study's batch: every arm trains with it; at a fixed number of crops, more steps",
+         evidence("imagenet64-b4", "imagenet64", "imagenet64-b32")),
         ("learning-rate drops (x0.1 after step)", f"{paper.stage1.lr_step:,} / {paper.stage2.lr_step:,}",
          f"{preset.stage1.lr_step:,} / {preset.stage2.lr_step:,}", "the paper's drops, scaled to the shorter stages",
          "-"),
