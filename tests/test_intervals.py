@@ -61,3 +61,25 @@ def test_per_image_matrices_count_every_non_void_pixel():
     mats = per_image_matrices(lambda i: torch.ones(2, 2, dtype=torch.long), labels.__getitem__, [0, 1], 3)
     assert [int(m.sum()) for m in mats] == [3, 4]
     assert int(mats[1][1, 1]) == 4
+
+
+def test_mean_interval_over_images_matches_a_direct_bootstrap():
+    """Resampling images with all their items equals drawing images and pooling their items by hand."""
+    from deconvnet.intervals import LEVEL, _resampled, mean_interval
+
+    values, groups = [0.1, 0.9, 0.5, 0.2, 0.4, 0.8, 0.3], [0, 0, 1, 2, 2, 2, 3]
+    got = mean_interval(values, groups, resamples=200, seed=3)
+    by_image = [[v for v, g in zip(values, groups) if g == k] for k in range(4)]
+    means = [np.mean([v for k in draw for v in by_image[k]]) for draw in _resampled(4, 200, 3)]
+    low, high = np.quantile(means, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    assert got["value"] == pytest.approx(np.mean(values))
+    assert (got["low"], got["high"]) == pytest.approx((low, high))
+
+
+def test_paired_mean_difference_of_a_method_with_itself_is_exactly_zero():
+    from deconvnet.intervals import paired_mean_difference
+
+    same = paired_mean_difference([0.3, 0.5, 0.9], [0.3, 0.5, 0.9], [0, 1, 1])
+    assert same == {"value": 0.0, "low": 0.0, "high": 0.0}
+    with pytest.raises(ValueError, match="same items"):
+        paired_mean_difference([0.1], [0.1, 0.2])

@@ -119,6 +119,9 @@ def test_scoreboard_splits_instances_by_size():
     assert summary["by_size"]["small"] == {"mean_iou": None, "instances": 0}
     assert summary["boundary_f1"] == pytest.approx(1.0)  # default tolerance: 1 px on this tiny image
     assert summary["mean_iou"] == board.metrics.mean_iou()
+    assert np.array_equal(np.sum(board.matrices, 0), board.metrics.matrix.numpy()), "per image, summing to all"
+    ious, images = board.size_ious("large")
+    assert ious.tolist() == [pytest.approx(0.5), pytest.approx(1.0)] and images.tolist() == [0, 1]
 
 
 def test_where_and_what_separates_finding_from_naming():

@@ -199,6 +199,8 @@ class Scoreboard:
     metrics: SegmentationMetrics = field(default=None)
     boundary: list = field(default_factory=list)  # one boundary F1 per image
     instances: list = field(default_factory=list)  # (iou, scale) per ground-truth instance
+    matrices: list = field(default_factory=list)  # one (C, C) confusion matrix per image, for the bootstrap
+    instance_image: list = field(default_factory=list)  # which image (index into matrices) each instance is in
 
     def __post_init__(self) -> None:
         if self.metrics is None:
@@ -206,11 +208,21 @@ class Scoreboard:
 
     def update(self, pred, target, labels=None, masks=None) -> None:
         pred_t, target_t = _writable(pred), _writable(target)
+        one = SegmentationMetrics(self.num_classes)
+        one.update(pred_t, target_t)
+        self.matrices.append(one.matrix.numpy().copy())
         self.metrics.update(pred_t, target_t)
         self.boundary.append(boundary_f1(pred_t.numpy(), target_t.numpy(), self.tolerance))
         if labels is not None and len(labels):
             ious, scales = instance_ious(pred_t.numpy(), target_t.numpy(), labels, masks)
             self.instances += list(zip(ious.tolist(), scales.tolist(), strict=True))
+            self.instance_image += [len(self.matrices) - 1] * len(ious)
+
+    def size_ious(self, size: str) -> tuple[np.ndarray, np.ndarray]:
+        """IoUs of the instances in size bin ``size`` (small, medium, large) and the image each is in."""
+        keep = size_bin([s for _, s in self.instances]) == SIZE_NAMES.index(size)
+        ious = np.array([i for i, _ in self.instances], np.float64)
+        return ious[keep], np.asarray(self.instance_image, np.int64)[keep]
 
     def by_size(self) -> dict[str, dict]:
         """Mean instance IoU and instance count per size bin (small, medium, large)."""
