@@ -69,7 +69,7 @@ def test_mean_interval_over_images_matches_a_direct_bootstrap():
 
     values, groups = [0.1, 0.9, 0.5, 0.2, 0.4, 0.8, 0.3], [0, 0, 1, 2, 2, 2, 3]
     got = mean_interval(values, groups, resamples=200, seed=3)
-    by_image = [[v for v, g in zip(values, groups) if g == k] for k in range(4)]
+    by_image = [[v for v, g in zip(values, groups, strict=True) if g == k] for k in range(4)]
     means = [np.mean([v for k in draw for v in by_image[k]]) for draw in _resampled(4, 200, 3)]
     low, high = np.quantile(means, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
     assert got["value"] == pytest.approx(np.mean(values))
