@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import yaml
 
+from .claims import write_claims_table
 from .config import Preset, auto_preset_name, get_preset
 from .files import atomic_path, check_folder
 
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository: src/deconvnet/book
 RESULTS = ROOT / "book" / "results"  # committed: what the rendered book shows
 SCRATCH_RESULTS = ROOT / "runs" / "results"  # git-ignored: where interactive and nbval runs write
 RESULTS_ENV = "DECONVNET_RESULTS_DIR"  # set by run_chapters so only book runs write book/results
+CLAIMS_PAGE = "claims_table.md"  # the introduction's claims table, rewritten from the results after each chapter
 
 
 @dataclass(frozen=True)
@@ -249,6 +251,7 @@ def update_manifest(name: str, entry: dict, results: Path = RESULTS) -> dict:
     manifest[name] = entry
     write_json(path, manifest)
     write_provenance_page(manifest, results.parent / "provenance.md")
+    write_claims_table(results, results.parent / CLAIMS_PAGE)
     return manifest
 
 
