@@ -32,7 +32,7 @@ STEPS = ("proposals", "crop", "network", "aggregate", "crf")
 def pipeline(model, image, preset, boxes, proposals_s: float, top_n: int, batch: int) -> dict:
     """Seconds per step of one image, with ``batch`` windows per forward pass; the CRF on its output."""
     infer = replace(get_preset(preset).infer, top_n=top_n, batch_size=batch, uncovered="background")
-    result = segment_instances(model, image, get_preset(preset).data, infer, proposals=boxes, how="max")
+    result = segment_instances(model, image, get_preset(preset).data, infer, proposals=boxes)
     start = time.perf_counter()
     dense_crf(image, result.probabilities, RELEASE_CRF)
     steps = {"proposals": proposals_s, "crop": result.timings["crop"], "network": result.timings["network"],

@@ -97,6 +97,17 @@ def test_proposals_default_to_selective_search_and_windows_follow_the_training_r
         segment_instances(ColourStub(), image, DATA, InferConfig(), proposals=boxes, how="sum")
 
 
+def test_the_aggregation_rule_is_one_config_field():
+    image, _, boxes = scene()
+    assert InferConfig().aggregation == "max", "the paper's Eq. 1"
+    for how in ("max", "mean"):
+        configured = segment_instances(ColourStub(), image, DATA, InferConfig(aggregation=how), proposals=boxes)
+        given = segment_instances(ColourStub(), image, DATA, InferConfig(), proposals=boxes, how=how)
+        assert configured.how == how and torch.equal(configured.scores, given.scores)
+    with pytest.raises(ValueError, match="aggregation='sum'"):
+        InferConfig(aggregation="sum")
+
+
 def test_infer_config_splits_val_into_scored_and_tuning_images():
     assert InferConfig(eval_images=3, tune_images=2).image_split(10) == ([0, 1, 2], [8, 9])
     assert InferConfig(eval_images=0, tune_images=2).image_split(5) == ([0, 1, 2], [3, 4])  # 0: all the rest

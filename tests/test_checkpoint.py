@@ -70,3 +70,15 @@ def test_checkpoint_carrying_code_is_refused_in_one_line_without_torchs_advice(r
 
 def test_good_checkpoint_still_loads(run_dir):
     assert torch.equal(load_checkpoint(run_dir / "final.pt")["model"]["w"], torch.ones(64, 64))
+
+
+def test_the_code_hash_covers_every_training_file_and_refuses_a_pattern_that_matches_none(tmp_path):
+    from deconvnet.checkpoint import TRAINING_CODE, code_hash
+
+    (tmp_path / "model.py").write_text("a = 1\n")
+    before = code_hash(("model.py",), tmp_path)
+    (tmp_path / "model.py").write_text("a = 2\n")
+    assert code_hash(("model.py",), tmp_path) != before, "an edit retires the cached models"
+    with pytest.raises(FileNotFoundError, match="'layers.py', which matches no file"):
+        code_hash(("model.py", "layers.py"), tmp_path)
+    code_hash(TRAINING_CODE)  # today's list matches the package

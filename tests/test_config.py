@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from deconvnet.config import PRESETS, ModelConfig, auto_preset_name, get_preset
 
@@ -9,7 +10,8 @@ def test_presets_exist_and_unknown_is_refused_with_the_list():
         get_preset("fast")
 
 
-def test_auto_is_cpu_without_cuda():
+def test_auto_is_cpu_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # holds on a machine with a GPU too
     assert get_preset("auto").name == auto_preset_name() == "cpu"
 
 
@@ -35,7 +37,6 @@ def test_bad_model_configs_say_what_is_wrong(kwargs, message):
 
 
 def test_auto_takes_the_paper_preset_when_cuda_is_there(monkeypatch):
-    import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert auto_preset_name() == "paper" and get_preset("auto").name == "paper"

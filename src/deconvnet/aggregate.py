@@ -154,19 +154,21 @@ class InstanceSegmentation:
 
 
 def segment_instances(model: torch.nn.Module, image: np.ndarray, data_cfg: DataConfig, infer_cfg: InferConfig,
-                      *, proposals: np.ndarray | None = None, how: str = "max", whole: bool = False,
+                      *, proposals: np.ndarray | None = None, how: str | None = None, whole: bool = False,
                       snapshots: tuple[int, ...] = ()) -> InstanceSegmentation:
     """Instance-wise segmentation of one ``(H, W, 3)`` uint8 image: the paper's inference (Sec. 5.1).
 
     ``proposals`` ``(N, 4)`` XYXY, best first; ``None`` runs selective search with ``data_cfg``'s settings,
     as the cached proposals were made. The first ``infer_cfg.top_n`` become windows, are segmented in batches
-    of ``infer_cfg.batch_size`` and combined by ``how``. ``whole`` also computes whole-image scores (always
-    done when ``infer_cfg.uncovered == "whole"``, which fills uncovered pixels with them).
+    of ``infer_cfg.batch_size`` and combined by ``how`` (default: ``infer_cfg.aggregation``). ``whole`` also
+    computes whole-image scores (always done when ``infer_cfg.uncovered == "whole"``, which fills uncovered
+    pixels with them).
 
     ``snapshots`` lists window counts ``n`` at which to record the label map of every aggregation after the
     first ``n`` windows (``"max"``, ``"mean"``, with whole-image scores also ``"max+whole"``, ``"mean+whole"``)
     and the coverage (``"covered"``): chapter 5's mean IoU against N and its figure of the map filling in.
     """
+    how = infer_cfg.aggregation if how is None else how
     if how not in HOWS:
         raise ValueError(f"unknown aggregation {how!r}; valid ones are: {', '.join(HOWS)}")
     model.eval()

@@ -100,7 +100,11 @@ def code_hash(files: tuple[str, ...] = TRAINING_CODE, package: Path = PACKAGE) -
     """SHA-256 over the training code's source, so editing it retires every cached model."""
     digest = hashlib.sha256()
     for pattern in files:
-        for path in sorted(package.glob(pattern)):
+        matched = sorted(package.glob(pattern))
+        if not matched:  # a moved or renamed file would otherwise drop out of every cache key unnoticed
+            raise FileNotFoundError(f"checkpoint.TRAINING_CODE names {pattern!r}, which matches no file in "
+                                    f"{package}: update TRAINING_CODE to the training code's new place")
+        for path in matched:
             digest.update(str(path.relative_to(package)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -192,6 +192,9 @@ class InferConfig:
     top_n: int = 50  # proposals segmented per image: the paper keeps the top 50 of ~2000 (Sec. 5.1)
     batch_size: int = 50  # windows per forward pass: one image's proposals go through the network together
     uncovered: str = "background"  # pixels no window covers: "background" (the paper's zero padding) or "whole"
+    # How the windows' class scores combine per pixel: "max" (Eq. 1, what the paper uses) or "mean" (Eq. 2, the
+    # average over the windows covering the pixel); chapter 5 measures both
+    aggregation: str = "max"
     eval_images: int = 0  # val images chapters 5 and 6 score; 0 = all but the tuning images
     tune_images: int = 30  # the last val images, kept apart to tune the CRF on, never scored
     # The CRF search (chapter 6): every combination of these bilateral-kernel settings is tried on the tuning
@@ -206,6 +209,8 @@ class InferConfig:
             raise ValueError(f"invalid InferConfig {self}: top_n and batch_size must be >= 1, image counts >= 0")
         if self.uncovered not in ("background", "whole"):
             raise ValueError(f"uncovered={self.uncovered!r}: use 'background' or 'whole'")
+        if self.aggregation not in ("max", "mean"):
+            raise ValueError(f"aggregation={self.aggregation!r}: use 'max' (paper Eq. 1) or 'mean' (Eq. 2)")
 
     def image_split(self, n: int) -> tuple[list[int], list[int]]:
         """Indices of the val images to score and of those to tune the CRF on (the last ones), disjoint."""

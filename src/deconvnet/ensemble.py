@@ -161,7 +161,7 @@ def segment(image: np.ndarray, data_cfg: DataConfig, infer_cfg: InferConfig, *, 
     timings: dict[str, float] = {}
     deconv_scores = fcn_scores = None
     if deconvnet is not None and "deconvnet" in need:
-        inst = segment_instances(deconvnet, image, data_cfg, infer_cfg, proposals=proposals, how="max")
+        inst = segment_instances(deconvnet, image, data_cfg, infer_cfg, proposals=proposals)  # infer_cfg.aggregation
         deconv_scores = inst.scores
         timings |= {f"DeconvNet: {k}": v for k, v in inst.timings.items() if k != "total" and v > 0}
     if fcn is not None and "fcn" in need:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 
 def padded_size(h: int, w: int, least: int) -> tuple[int, int]:
@@ -37,7 +36,3 @@ def segment_whole(model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
     scores = model(canvas[None])  # (1, C, ph, pw)
     return scores[0, :, :h, :w].float()
 
-
-def probabilities(scores: torch.Tensor) -> torch.Tensor:
-    """Softmax over classes, the class-conditional maps that the ensemble averages (paper Sec. 3.5)."""
-    return F.softmax(scores.float(), dim=0)

@@ -35,7 +35,6 @@ from pathlib import Path
 from .files import atomic_path
 
 ROOT = Path(__file__).resolve().parents[2]
-SINGLEHTML = ROOT / "_build" / "singlehtml"
 OUT = ROOT / "_build" / "pdf" / "book.pdf"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
