@@ -218,8 +218,8 @@ def add_segment(sub) -> None:
                                        "with the dense CRF (chapters 5, 6)")
     p.add_argument("image", help="image file (JPEG, PNG, ...); greyscale, palette, 16-bit and RGBA are converted")
     p.add_argument("--model", default="edeconvnet", choices=["deconvnet", "fcn8s", "edeconvnet"],
-                   help="deconvnet: top-50 proposals, max-aggregated; fcn8s: whole image; edeconvnet: the mean of "
-                        "both (default)")
+                   help="deconvnet: the preset's top-N proposals, combined by its InferConfig.aggregation (max, "
+                        "paper Eq. 1); fcn8s: whole image; edeconvnet: the mean of both (default)")
     p.add_argument("--rule", default="mean", choices=["mean", "product"],
                    help="ensemble rule: mean of probabilities (the paper, default) or product of scores (release)")
     p.add_argument("--crf", action="store_true", help="refine with the fully connected CRF (release settings)")
