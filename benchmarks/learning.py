@@ -31,9 +31,10 @@ from common import RESULTS, hardware, write_json
 
 from deconvnet.config import ModelConfig, TrainConfig, get_preset
 from deconvnet.data import Stage1Crops, VOCSegmentation
+from deconvnet.datasets import voc_root
 from deconvnet.metrics import SegmentationMetrics
 from deconvnet.model import build_model
-from deconvnet.pipeline import RUNS, voc_root
+from deconvnet.pipeline import RUNS
 from deconvnet.study import sparse
 from deconvnet.train import evaluate_samples, train
 

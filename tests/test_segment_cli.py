@@ -9,7 +9,7 @@ from PIL import Image
 from segment_stubs import ColourStub, scene
 
 from deconvnet import __main__ as cli
-from deconvnet import pipeline
+from deconvnet import datasets, pipeline
 from deconvnet.__main__ import main
 
 
@@ -22,7 +22,7 @@ def stub_models(monkeypatch):
         return pipeline.Trained(ColourStub(), None, {"train": [], "val": []}, reused=True)
 
     monkeypatch.setattr(pipeline, "trained_model", fake_trained_model)
-    monkeypatch.setattr(pipeline, "voc_root", lambda preset: None)
+    monkeypatch.setattr(datasets, "voc_root", lambda preset: None)
     monkeypatch.setattr(cli, "_class_names", lambda root, nets: ["background", "red", "blue"])
     return asked
 
@@ -142,13 +142,13 @@ def test_a_huge_image_is_one_clear_line_before_decoding(stub_models, tmp_path, c
 def test_first_run_says_what_it_will_train_how_long_and_how_to_pick_quick(stub_models, tmp_path, capsys,
                                                                          monkeypatch):
     monkeypatch.setattr(pipeline, "RUNS", tmp_path / "runs")  # a fresh checkout: nothing trained, no scenes
-    monkeypatch.setattr(pipeline, "DATA", tmp_path / "data")
+    monkeypatch.setattr(datasets, "DATA", tmp_path / "data")
     image = write(tmp_path / "shapes.png", scene()[0])
     assert main(["segment", str(image), "--out", str(tmp_path / "out"), "--preset", "cpu"]) == 0
     err = capsys.readouterr().err
     assert err.startswith("deconvnet segment: the cpu preset has not made everything this needs yet, so it will "
-                          "now make its 2,800 SynthVOC scenes and their proposals and train deconvnet stage 1, "
-                          "deconvnet stage 2, fcn8s stage 1, fcn8s stage 2 (roughly")
+                          "now make its 2,800 SynthVOC scenes and their proposals and train the stage-0 shape "
+                          "classifier, deconvnet stage 1, deconvnet stage 2, fcn8s stage 1, fcn8s stage 2 (roughly")
     assert "add --preset quick" in err and err.count("\n") == 1
     assert stub_models == ["deconvnet", "fcn8s"], "the notice comes first, then the (stubbed) training"
 

@@ -23,7 +23,7 @@ import scipy.io
 from PIL import Image
 
 from deconvnet import __main__ as cli
-from deconvnet import book, pipeline
+from deconvnet import book, datasets, pipeline
 from deconvnet.__main__ import main
 from deconvnet.config import get_preset
 from deconvnet.data.voc import VOC_CLASSES, voc_colormap
@@ -122,10 +122,10 @@ def write_voc_tree(base: Path, n_train: int = 26, n_val: int = 18, n_sbd: int = 
 @pytest.fixture
 def no_voc_env(monkeypatch):
     """Whatever a test sets stays in the test: no real tree unless the test names one."""
-    for name in (pipeline.VOC_ENV, pipeline.SBD_ENV):  # set first, so that teardown restores what was there
+    for name in (datasets.VOC_ENV, datasets.SBD_ENV):  # set first, so that teardown restores what was there
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
-    pipeline._checked_from_env.cache_clear()
+    datasets._checked_from_env.cache_clear()
 
 
 @pytest.fixture
@@ -136,13 +136,13 @@ def tiny_tree(tmp_path, no_voc_env):
 def test_a_tree_is_found_from_any_of_its_folders_with_sbds_labels_in_train(tiny_tree):
     devkit, release = tiny_tree
     for given in (devkit, devkit.parent, devkit / "VOC2012"):
-        real = pipeline.check_voc(given, release)
+        real = datasets.check_voc(given, release)
         assert real.voc == devkit / "VOC2012" and real.sbd == release / "dataset"
     train, val = real.train_set(), real.val_set()
     assert len(train) == 4 + 2 and "2008_000000" not in train.ids, "SBD's copy of a VOC val image stays out"
     assert len(val) == 3 and train.classes == VOC_CLASSES
-    assert pipeline.describe_data(real) == "PASCAL VOC 2012 + SBD (6 train, 3 val images)"
-    assert pipeline.describe_data(None) == "SynthVOC (generated)"
+    assert datasets.describe_data(real) == "PASCAL VOC 2012 + SBD (6 train, 3 val images)"
+    assert datasets.describe_data(None) == "SynthVOC (generated)"
 
 
 @pytest.mark.parametrize("case", ["missing", "file", "no_tree", "bad_sbd", "sbd_alone", "lost_mask"])
@@ -178,9 +178,9 @@ def test_make_data_caches_a_real_trees_proposals_beside_it(tiny_tree, capsys):
     out = capsys.readouterr().out
     assert "PASCAL VOC 2012 + SBD (6 train, 3 val images)" in out and "9 computed" in out
     cache = devkit.parent / "proposals" / "selective_search_fast_128px_2000"
-    real = pipeline.check_voc(devkit, release)
+    real = datasets.check_voc(devkit, release)
     assert sorted(p.stem for p in cache.glob("*.npy")) == sorted(real.train_set().ids + real.val_set().ids)
-    assert pipeline.missing_proposals(get_preset("quick"), real) == 0
+    assert datasets.missing_proposals(get_preset("quick"), real) == 0
     assert main(["make-data", "--preset", "quick", "--voc-root", str(devkit), "--sbd-root", str(release)]) == 0
     assert "0 computed" in capsys.readouterr().out, "computed once, then read from disk"
     assert main(["make-data", "--voc-root", str(devkit), "--root", "elsewhere"]) == 2
@@ -193,25 +193,25 @@ def test_the_cache_keys_carry_the_datas_identity(tiny_tree, monkeypatch, tmp_pat
     runs = tmp_path / "runs"
 
     def keys():
-        pipeline._checked_from_env.cache_clear()
+        datasets._checked_from_env.cache_clear()
         return [run_dir.name for _, run_dir in cli.needed_runs(preset, ["deconvnet", "fcn8s"], runs)]
 
     synthvoc = keys()
-    pipeline.use_voc(devkit)
+    datasets.use_voc(devkit)
     voc = keys()
-    pipeline.use_voc(devkit, release)
+    datasets.use_voc(devkit, release)
     voc_sbd = keys()
     assert len({*synthvoc, *voc, *voc_sbd}) == 3 * len(synthvoc), "no model is shared between datasets"
     assert keys() == voc_sbd, "the same data, the same keys"
     copy = tmp_path / "copy"  # the same files elsewhere are the same data
     shutil.copytree(devkit.parent, copy)
-    pipeline.use_voc(copy / "VOCdevkit", copy / "benchmark_RELEASE")
+    datasets.use_voc(copy / "VOCdevkit", copy / "benchmark_RELEASE")
     assert keys() == voc_sbd
     mask = copy / "VOCdevkit" / "VOC2012" / "SegmentationClass" / "2007_000000.png"
     with Image.open(mask) as im:  # the same ids, one mask relabelled: other data
         relabelled = np.where(np.asarray(im) == 0, 0, 255).astype(np.uint8)
     _palette_png(mask, relabelled)
-    pipeline.data_identity.cache_clear()
+    datasets.data_identity.cache_clear()
     assert keys() != voc_sbd
 
 
@@ -219,10 +219,10 @@ def test_chapters_read_the_real_tree_and_train_on_vocs_and_sbds_labels(tiny_tree
     from test_pipeline import TINY
 
     devkit, release = tiny_tree
-    pipeline.use_voc(devkit, release)  # what --voc-root / --sbd-root do; chapters only call voc_root(preset)
-    assert pipeline.voc_root(TINY, tmp_path / "elsewhere") == devkit / "VOC2012"
+    datasets.use_voc(devkit, release)  # what --voc-root / --sbd-root do; chapters only call voc_root(preset)
+    assert datasets.voc_root(TINY, tmp_path / "elsewhere") == devkit / "VOC2012"
     assert not (tmp_path / "elsewhere").exists(), "no scenes are generated"
-    assert pipeline.missing_proposals(TINY, pipeline.real_voc()) == 0, "voc_root cached the proposals"
+    assert datasets.missing_proposals(TINY, datasets.real_voc()) == 0, "voc_root cached the proposals"
     seen = {}
 
     def fake_train(model, samples, cfg, run_dir, val_set, **_):
@@ -238,9 +238,9 @@ def test_chapters_read_the_real_tree_and_train_on_vocs_and_sbds_labels(tiny_tree
 
 def test_the_notice_of_segment_counts_a_real_trees_missing_proposals(tiny_tree, tmp_path):
     devkit, release = tiny_tree
-    pipeline.use_voc(devkit, release)
+    datasets.use_voc(devkit, release)
     notice = cli.training_notice(get_preset("quick"), ["deconvnet"], tmp_path / "runs", tmp_path / "data")
-    assert "compute the proposals of 9 images of PASCAL VOC 2012 + SBD and train deconvnet stage 1" in notice
+    assert "compute the proposals of 9 images of PASCAL VOC 2012 + SBD and train the stage-0 shape classifier, deconvnet stage 1" in notice
 
 
 def test_the_provenance_names_the_dataset(tmp_path):
@@ -297,16 +297,16 @@ def test_every_chapter_executes_on_a_tiny_voc_tree_with_sbd(tmp_path, no_voc_env
         ensemble = json.loads((pages / "results" / "06_ensemble.json").read_text())
         assert set(ensemble["rows"]["EDeconvNet+CRF"]["iou"]) == set(VOC_CLASSES), "VOC's class names"
 
-        real = pipeline.check_voc(devkit, release)
+        real = datasets.check_voc(devkit, release)
         ids = set(real.train_set().ids) | set(real.val_set().ids)
         cached = {p.stem for p in (devkit.parent / "proposals" / "selective_search_fast_128px_2000").glob("*.npy")}
         assert ids <= cached, "proposals of every image (SBD's too) are cached beside the data"
         trained = {p.parent.name for p in (runs / "quick").glob("*/final.pt")}
-        os.environ[pipeline.VOC_ENV], os.environ[pipeline.SBD_ENV] = str(real.voc), str(real.sbd)
+        os.environ[datasets.VOC_ENV], os.environ[datasets.SBD_ENV] = str(real.voc), str(real.sbd)
         try:
             expected = {d.name for _, d in cli.needed_runs(get_preset("quick"), ["deconvnet", "fcn8s"], runs)}
         finally:
-            del os.environ[pipeline.VOC_ENV], os.environ[pipeline.SBD_ENV]
+            del os.environ[datasets.VOC_ENV], os.environ[datasets.SBD_ENV]
         assert expected <= trained, "the models were trained under keys that carry the tree's identity"
     finally:
         shutil.rmtree(runs, ignore_errors=True)  # ~7 GB of full-width checkpoints

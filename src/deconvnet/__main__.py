@@ -24,7 +24,7 @@ def _add_data_options(p, what: str) -> None:
 
 def _use_data(args):
     """Check ``--voc-root`` / ``--sbd-root`` now (one clear line if they are no VOC / SBD tree) and use them."""
-    from .pipeline import use_voc
+    from .datasets import use_voc
 
     return use_voc(args.voc_root, args.sbd_root)
 
@@ -87,7 +87,8 @@ def add_train(sub) -> None:
 
 def run_train(args) -> None:
     from .config import get_preset
-    from .pipeline import describe_data, pretrained_classifier, trained_model
+    from .datasets import describe_data
+    from .pipeline import pretrained_classifier, trained_model
 
     preset = get_preset(args.preset)
     real = _use_data(args)  # before any work
@@ -196,7 +197,7 @@ def _real_proposals(args, preset) -> None:
     import time
 
     from .data.proposals import proposal_dir
-    from .pipeline import describe_data, missing_proposals, voc_proposals
+    from .datasets import describe_data, missing_proposals, voc_proposals
 
     if args.root is not None:
         raise ValueError(f"--root {args.root} generates SynthVOC and --voc-root {args.voc_root} reads real VOC: "
@@ -237,8 +238,9 @@ def run_segment(args) -> None:
     import numpy as np
 
     from .config import get_preset
+    from .datasets import voc_root
     from .ensemble import RELEASE_CRF, segment
-    from .pipeline import trained_model, voc_root
+    from .pipeline import trained_model
 
     preset = get_preset(args.preset)  # refuse a bad name before reading anything
     out = _out_folder(args.out)  # and a place the results cannot go, before the work
@@ -351,12 +353,12 @@ def needed_runs(preset, kinds, runs=None) -> list[tuple[str, object]]:
     """
     import dataclasses
 
-    from . import pipeline
+    from . import datasets, pipeline
     from .checkpoint import cache_key
 
     runs = pipeline.RUNS if runs is None else runs
     model_cfg = dataclasses.replace(preset.model, batch_norm=True)  # two_stage keeps BN
-    data_key = pipeline.data_key_parts(pipeline.real_voc())  # a real VOC tree's identity, as trained_model's
+    data_key = datasets.data_key_parts(datasets.real_voc())  # a real VOC tree's identity, as trained_model's
 
     def decisive(cfg) -> dict:
         return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in pipeline.BOOKKEEPING}
@@ -382,19 +384,19 @@ def training_notice(preset, kinds, runs=None, data_root=None) -> str | None:
 
     None when everything is on disk already.
     """
-    from . import pipeline
+    from . import datasets
     from .data.voc import METADATA
 
-    data_root = pipeline.DATA if data_root is None else data_root
+    data_root = datasets.DATA if data_root is None else data_root
     todo = [what for what, run_dir in needed_runs(preset, kinds, runs) if not (run_dir / "final.pt").is_file()]
-    real = pipeline.real_voc()
+    real = datasets.real_voc()
     if real is None:
         n = preset.data.train_images + preset.data.val_images
         tree = data_root / f"synthvoc-{preset.name}" / "VOCdevkit" / "VOC2012" / METADATA
         make = [] if tree.is_file() else [f"make its {n:,} SynthVOC scenes and their proposals"]
     else:
-        n = pipeline.missing_proposals(preset, real)
-        make = [f"compute the proposals of {n:,} images of {pipeline.describe_data(real, short=True)}"] if n else []
+        n = datasets.missing_proposals(preset, real)
+        make = [f"compute the proposals of {n:,} images of {datasets.describe_data(real, short=True)}"] if n else []
     if not todo and not make:
         return None
     make += [f"train {', '.join(todo)}"] if todo else []

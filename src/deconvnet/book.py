@@ -5,7 +5,7 @@ executed copy to ``book/NN_name.ipynb`` (atomically: a failed run leaves the old
 provenance line under each chapter's title, and records preset, data, device, versions, commit and wall time
 in ``book/results/manifest.json``, from which ``book/provenance.md`` is regenerated. With ``voc_root`` (and
 ``sbd_root``) every chapter reads that real VOC 2012 tree instead of the generated SynthVOC (see
-``pipeline.use_voc``); with ``out`` the pages, their results and the provenance page go to that folder
+``datasets.use_voc``); with ``out`` the pages, their results and the provenance page go to that folder
 instead of ``book/`` (a test's run leaves the committed book alone).
 
 ``start_chapter`` is the first call of every chapter: it seeds everything and quiets progress bars.
@@ -152,9 +152,9 @@ def git_commit(root: Path = ROOT) -> str:
 def provenance(preset: str, seconds: float, root: Path = ROOT, data: str | None = None) -> dict:
     """One manifest entry: everything needed to say how a page's numbers were obtained.
 
-    ``data`` names the dataset (``pipeline.describe_data``); default: the generated SynthVOC.
+    ``data`` names the dataset (``datasets.describe_data``); default: the generated SynthVOC.
     """
-    from .pipeline import describe_data
+    from .datasets import describe_data
 
     return {
         "preset": preset,
@@ -287,7 +287,7 @@ def run_chapters(preset: str = "auto", only: list[str] | None = None, parameters
     ``voc_root`` / ``sbd_root``: a real VOC 2012 tree (and SBD) for every chapter, checked now; ``out``: the
     folder for the executed pages, ``results/`` and ``provenance.md`` (default: ``book/``).
     """
-    from .pipeline import describe_data, use_voc
+    from .datasets import describe_data, use_voc
 
     preset = auto_preset_name() if preset == "auto" else preset
     get_preset(preset)  # refuses unknown names with the list of valid ones
