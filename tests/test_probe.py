@@ -46,11 +46,23 @@ def constructed(lab: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
     }
 
 
+def fit_samples() -> list[probe.Sample]:
+    return [(constructed(scene(i), i), scene(i)) for i in range(12)]
+
+
+def eval_samples() -> list[probe.Sample]:
+    return [(constructed(scene(100 + i), 100 + i), scene(100 + i)) for i in range(6)]
+
+
 @pytest.fixture(scope="module")
 def scores() -> dict[str, probe.StageScores]:
-    fit = [(constructed(scene(i), i), scene(i)) for i in range(12)]
-    test = [(constructed(scene(100 + i), 100 + i), scene(100 + i)) for i in range(6)]
-    return probe.probe(fit, test, K, pixels_per_image=600, band=2)
+    return probe.probe(fit_samples(), eval_samples(), K, pixels_per_image=600, band=2)
+
+
+@pytest.fixture(scope="module")
+def per_image() -> tuple[probe.Probes, dict[str, probe.StageScores], dict[str, probe.StageCounts]]:
+    probes = probe.fit_probes(fit_samples(), K, pixels_per_image=600)
+    return probes, *probe.score_probes(probes, eval_samples(), K, band=2, per_image=True)
 
 
 def test_shape_only_features_give_shape_but_not_class(scores):
@@ -152,3 +164,50 @@ def test_probe_stages_runs_on_a_model():
     assert set(out) == {"deconv5", "deconv1"}
     for s in out.values():
         assert 0 <= s.shape_iou <= 1 and 0 <= s.object_accuracy <= 1
+
+
+def test_per_image_counts_sum_to_the_pooled_counts(per_image, scores):
+    """Exact: each image's counts, summed, are the counts of all eval pixels scored at once."""
+    probes, pooled_scores, counts = per_image
+    samples = eval_samples()
+    labels = torch.cat([lab.flatten().long() for _, lab in samples])  # every eval pixel, (P,)
+    band = torch.cat([probe.boundary_band(lab.long(), 2).flatten() for _, lab in samples])
+    fg = probe.targets(labels, "shape")
+    obj = fg == 1
+    for s, c in counts.items():
+        feats = torch.cat([probe.upsample(m[s], lab.shape).flatten(1) for m, lab in samples], 1).T  # (P, C)
+        shape_pred = probes[s]["shape"].predict(feats)
+        class_logits = probes[s]["class"].logits(feats)  # (P, K)
+        which = class_logits[:, 1:].argmax(1) + 1
+        assert len(c) == len(samples) and c.shape.shape == (6, 2, 2) and c.classes.shape == (6, K, K)
+        assert np.array_equal(c.shape.sum(0), probe.confusion_matrix(shape_pred, fg, 2).numpy())
+        assert np.array_equal(c.classes.sum(0), probe.confusion_matrix(class_logits.argmax(1), labels, K).numpy())
+        assert c.band.sum(0).tolist() == [int((shape_pred == fg)[band].sum()), int(band.sum())]
+        assert c.objects.sum(0).tolist() == [int((which == labels)[obj].sum()), int(obj.sum())]
+        assert c.activation[:, [1, 3]].sum(0).tolist() == [int(obj.sum()), int((fg == 0).sum())]
+        mine, theirs = c.pooled(), pooled_scores[s]
+        assert (mine.shape_iou, mine.boundary_accuracy, mine.object_accuracy) == (
+            theirs.shape_iou, theirs.boundary_accuracy, theirs.object_accuracy)
+        assert mine.class_iou == pytest.approx(theirs.class_iou, rel=1e-12)
+        assert mine.object_contrast == pytest.approx(theirs.object_contrast, rel=1e-6, nan_ok=True)
+        np.testing.assert_equal(vars(theirs), vars(scores[s]), "per_image=True leaves the scores as they were")
+
+
+def test_stage_difference_and_interval(per_image):
+    _, scores_, counts = per_image
+    same = probe.stage_difference(counts["classes"], counts["classes"], "object_accuracy")
+    assert same == {"value": 0.0, "low": 0.0, "high": 0.0}, "a stage against itself: the same images, no gap"
+    gain = probe.stage_difference(counts["classes"], counts["shape"], "object_accuracy", seed=3)
+    assert gain["value"] == pytest.approx(scores_["classes"].object_accuracy - scores_["shape"].object_accuracy)
+    assert 0 < gain["low"] <= gain["value"] <= gain["high"], "the class channels name the objects, shape cannot"
+    assert gain == probe.stage_difference(counts["classes"], counts["shape"], "object_accuracy", seed=3)
+    for score in probe.SCORES:
+        one = probe.stage_interval(counts["coarse"], score, resamples=200)
+        assert one["low"] <= one["value"] <= one["high"], score
+        assert one["value"] == pytest.approx(getattr(scores_["coarse"], score), rel=1e-6)
+    halves = [probe.StageCounts(*(getattr(counts[s], f)[:3] for f in ("shape", "classes", "band", "objects",
+                                                                       "activation"))) for s in ("classes", "noise")]
+    with pytest.raises(ValueError, match="the same images"):
+        probe.stage_difference(halves[0], counts["noise"], "shape_iou")
+    with pytest.raises(ValueError, match="valid scores are"):
+        probe.stage_difference(*halves, "pixel_accuracy")

@@ -240,7 +240,8 @@ def test_the_notice_of_segment_counts_a_real_trees_missing_proposals(tiny_tree, 
     devkit, release = tiny_tree
     datasets.use_voc(devkit, release)
     notice = cli.training_notice(get_preset("quick"), ["deconvnet"], tmp_path / "runs", tmp_path / "data")
-    assert "compute the proposals of 9 images of PASCAL VOC 2012 + SBD and train the stage-0 shape classifier, deconvnet stage 1" in notice
+    assert ("compute the proposals of 9 images of PASCAL VOC 2012 + SBD and train the stage-0 shape classifier, "
+            "deconvnet stage 1") in notice
 
 
 def test_the_provenance_names_the_dataset(tmp_path):

@@ -38,7 +38,7 @@ CLAIMS = (
     Claim("two-stage training beats training on proposal windows alone", "no number (Sec. 4.2)",
           "04_two_stage_training", "two_stage vs stage2_only", "mean IoU, two stages - proposal windows only"),
     Claim("lower decoder layers give the overall shape", "Fig. 4 (Sec. 3.2)", "03_deconvolution",
-          "shape early", "foreground IoU of a linear probe, deconv1 - deconv5"),
+          "shape early", "foreground IoU of a linear probe, deconv1 - deconv5 (shape early: within 5 pts)"),
     Claim("higher decoder layers give class-specific detail", "Fig. 4 (Sec. 3.2)", "03_deconvolution",
           "detail late", "accuracy on objects of a linear probe, deconv1 - deconv5"),
     Claim("instance-wise inference beats one whole-image pass", "Sec. 5.1", "05_aggregation",
