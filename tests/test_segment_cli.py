@@ -32,7 +32,10 @@ def write(path, array, mode=None):
     return path
 
 
-def test_segment_writes_labels_and_overlay(stub_models, tmp_path, capsys):
+def test_segment_writes_labels_and_overlay(stub_models, tmp_path, capsys, monkeypatch):
+    from deconvnet.book import RESULTS_ENV
+
+    monkeypatch.setenv(RESULTS_ENV, str(tmp_path / "results"))  # chapter 6 has tuned no CRF for quick here
     image, truth, _ = scene()
     rgba = np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
     path = write(tmp_path / "shapes.png", rgba, "RGBA")
@@ -50,7 +53,8 @@ def test_segment_writes_labels_and_overlay(stub_models, tmp_path, capsys):
         assert overlay.mode == "RGB" and overlay.size == (64, 64)
         assert np.asarray(overlay)[0, 63].tolist() == [0, 0, 0], "background pixels keep the image's colour"
     printed = capsys.readouterr().out
-    assert "edeconvnet + CRF (quick preset): background" in printed and "dense CRF" in printed
+    assert "edeconvnet + CRF (quick preset; CRF of the preset: w 5, sxy 20, srgb 3): background" in printed
+    assert "dense CRF" in printed
     assert "wrote " in printed
 
 
@@ -188,3 +192,25 @@ def test_the_announced_runs_are_those_trained_model_uses(tmp_path, monkeypatch, 
         pipeline.trained_model(preset, kind=kind, runs=tmp_path / "runs")
     assert sorted(set(used)) == sorted({run_dir for _, run_dir in cli.needed_runs(preset, ["deconvnet", "fcn8s"],
                                                                                   tmp_path / "runs")})
+
+
+def test_crf_alone_means_chapter_6s_tuned_setting_for_this_preset(stub_models, tmp_path, capsys, monkeypatch):
+    import json
+
+    from deconvnet.book import RESULTS_ENV
+    from deconvnet.config import CRFParams, get_preset
+    from deconvnet.ensemble import tuned_crf
+
+    path = write(tmp_path / "shapes.png", scene()[0])
+    results = tmp_path / "results"
+    results.mkdir()
+    tuned = {"bilateral_srgb": 10.0, "bilateral_sxy": 10.0, "bilateral_weight": 10.0, "gaussian_sxy": 3.0,
+             "gaussian_weight": 3.0, "iterations": 10}
+    (results / "06_ensemble.json").write_text(json.dumps({"preset": "quick", "crf": {"tuned": tuned}}))
+    monkeypatch.setenv(RESULTS_ENV, str(results))
+    assert tuned_crf("quick") == CRFParams(**tuned)
+    assert tuned_crf("paper") is None, "tuned under another preset: not used"
+    assert main(["segment", str(path), "--crf", "--out", str(tmp_path / "a"), "--preset", "quick"]) == 0
+    assert "(quick preset; CRF tuned in chapter 6: w 10, sxy 10, srgb 10)" in capsys.readouterr().out
+    assert main(["segment", str(path), "--crf", "preset", "--out", str(tmp_path / "b"), "--preset", "quick"]) == 0
+    assert f"; CRF of the preset: {get_preset('quick').infer.crf.label()})" in capsys.readouterr().out

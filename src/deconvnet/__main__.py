@@ -223,7 +223,10 @@ def add_segment(sub) -> None:
                         "paper Eq. 1); fcn8s: whole image; edeconvnet: the mean of both (default)")
     p.add_argument("--rule", default="mean", choices=["mean", "product"],
                    help="ensemble rule: mean of probabilities (the paper, default) or product of scores (release)")
-    p.add_argument("--crf", action="store_true", help="refine with the fully connected CRF (release settings)")
+    p.add_argument("--crf", nargs="?", const="tuned", choices=["tuned", "preset"], default=None,
+                   help="refine with the fully connected CRF: 'tuned' (what --crf alone means) is the setting "
+                        "chapter 6 chose on held-out val images under this preset, where it has run, else the "
+                        "preset's; 'preset' is the preset's InferConfig.crf (the release's setting)")
     p.add_argument("--out", default="segment", help="folder for NAME_EXT_labels.png and NAME_EXT_overlay.png "
                                                      "(a.jpg gives a_jpg_labels.png; default: segment)")
     p.add_argument("--preset", default="auto", help="whose trained models: quick, cpu, paper or auto (default)")
@@ -239,7 +242,7 @@ def run_segment(args) -> None:
 
     from .config import get_preset
     from .datasets import voc_root
-    from .ensemble import RELEASE_CRF, segment
+    from .ensemble import segment, tuned_crf
     from .pipeline import trained_model
 
     preset = get_preset(args.preset)  # refuse a bad name before reading anything
@@ -257,13 +260,17 @@ def run_segment(args) -> None:
     if args.model in ("fcn8s", "edeconvnet"):
         nets["fcn"] = trained_model(preset, kind="fcn8s", progress=True).model
     classes = _class_names(voc_root(preset), nets)
-    result = segment(image, preset.data, preset.infer, model=args.model, rule=args.rule,
-                     crf=RELEASE_CRF if args.crf else None, **nets)
+    crf, crf_note = None, ""
+    if args.crf:
+        tuned = tuned_crf(preset.name) if args.crf == "tuned" else None
+        crf = tuned or preset.infer.crf
+        crf_note = f"; CRF {'tuned in chapter 6' if tuned else 'of the preset'}: {crf.label()}"
+    result = segment(image, preset.data, preset.infer, model=args.model, rule=args.rule, crf=crf, **nets)
     labels = result.labels.numpy().astype(np.uint8)  # (H, W)
     paths = _write_outputs(out, output_stem(args.image), image, labels)
     shares = np.bincount(labels.ravel(), minlength=len(classes)) / labels.size
     found = ", ".join(f"{classes[c]} {shares[c]:.0%}" for c in np.argsort(-shares) if shares[c] > 0)
-    print(f"{args.model}{' + CRF' if args.crf else ''} ({preset.name} preset): {found}")
+    print(f"{args.model}{' + CRF' if crf else ''} ({preset.name} preset{crf_note}): {found}")
     print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()))
     for path in paths:
         print(f"wrote {path}")

@@ -182,6 +182,24 @@ STAGE2_PAPER = TrainConfig(iterations=40_000, lr_step=10_000)  # the paper's sta
 
 
 @dataclass(frozen=True)
+class CRFParams:
+    """Fully connected CRF settings (paper Sec. 5.2); the defaults are the release's
+    (``generate_EDeconvNet_CRF_results.m``). Used by ``ensemble.dense_crf`` (chapter 6) and ``InferConfig.crf``."""
+
+    gaussian_sxy: float = 3.0  # smoothness kernel: spatial std in pixels
+    gaussian_weight: float = 3.0  # ... and its Potts weight
+    bilateral_sxy: float = 20.0  # appearance kernel: spatial std in pixels
+    bilateral_srgb: float = 3.0  # ... colour std on the 0-255 scale
+    bilateral_weight: float = 5.0  # ... and its Potts weight
+    iterations: int = 10  # mean-field steps
+
+    def label(self) -> str:
+        """The three settings chapter 6 searches, for tables: ``"w 5, sxy 20, srgb 3"``."""
+        return f"w {self.bilateral_weight:g}, sxy {self.bilateral_sxy:g}, srgb {self.bilateral_srgb:g}"
+
+
+
+@dataclass(frozen=True)
 class InferConfig:
     """Instance-wise inference, the ensemble and its CRF (paper Sec. 5.1, 5.2, 6.2). Used by ``aggregate`` and
     ``ensemble`` (chapters 5 and 6) and by ``python -m deconvnet segment``.
@@ -203,6 +221,9 @@ class InferConfig:
     crf_weights: tuple[float, ...] = (3.0, 5.0, 10.0)  # bilateral weight (Potts compatibility)
     crf_sxy: tuple[float, ...] = (20.0, 50.0)  # bilateral spatial std in pixels
     crf_srgb: tuple[float, ...] = (3.0, 10.0)  # bilateral colour std (0-255 scale)
+    # The CRF `python -m deconvnet segment --crf preset` applies, and `--crf tuned` where chapter 6 has not yet
+    # tuned one for this preset: the release's setting
+    crf: CRFParams = field(default_factory=CRFParams)
 
     def __post_init__(self) -> None:
         if self.top_n < 1 or self.batch_size < 1 or self.eval_images < 0 or self.tune_images < 0:

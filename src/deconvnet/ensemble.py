@@ -20,13 +20,14 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .aggregate import segment_instances
-from .config import DataConfig, InferConfig
+from .config import CRFParams, DataConfig, InferConfig
 from .infer import segment_whole, to_tensor
 from .metrics import SegmentationMetrics
 
@@ -57,22 +58,7 @@ def combine(deconv_scores: torch.Tensor, fcn_scores: torch.Tensor, rule: str = "
     raise ValueError(f"unknown ensemble rule {rule!r}; valid rules are: {', '.join(RULES)}")
 
 
-@dataclass(frozen=True)
-class CRFParams:
-    """Fully connected CRF settings; the defaults are the release's (``generate_EDeconvNet_CRF_results.m``)."""
-
-    gaussian_sxy: float = 3.0  # smoothness kernel: spatial std in pixels
-    gaussian_weight: float = 3.0  # ... and its Potts weight
-    bilateral_sxy: float = 20.0  # appearance kernel: spatial std in pixels
-    bilateral_srgb: float = 3.0  # ... colour std on the 0-255 scale
-    bilateral_weight: float = 5.0  # ... and its Potts weight
-    iterations: int = 10  # mean-field steps
-
-    def label(self) -> str:
-        return f"w {self.bilateral_weight:g}, sxy {self.bilateral_sxy:g}, srgb {self.bilateral_srgb:g}"
-
-
-RELEASE_CRF = CRFParams()
+RELEASE_CRF = CRFParams()  # the release's setting (config.CRFParams' defaults)
 
 
 def dense_crf(image: np.ndarray, probabilities: torch.Tensor, params: CRFParams = RELEASE_CRF) -> torch.Tensor:
@@ -96,6 +82,21 @@ def dense_crf(image: np.ndarray, probabilities: torch.Tensor, params: CRFParams 
                              rgbim=np.require(image, np.uint8, ["C", "W"]), compat=params.bilateral_weight)
     q = np.asarray(crf.inference(params.iterations), dtype=np.float32)  # (C, H*W)
     return torch.from_numpy(q.reshape(c, h, w))
+
+
+def tuned_crf(preset: str, results: Path | None = None) -> CRFParams | None:
+    """The CRF chapter 6 chose on its held-out tuning images under ``preset``, read from its saved result.
+
+    None where chapter 6 has not run under that preset. Used by ``python -m deconvnet segment --crf``.
+    """
+    from .book import load_result
+
+    try:
+        saved = load_result("06_ensemble", results)
+    except FileNotFoundError:
+        return None
+    tuned = saved.get("crf", {}).get("tuned")
+    return CRFParams(**tuned) if saved.get("preset") == preset and tuned else None
 
 
 def crf_candidates(cfg: InferConfig) -> list[CRFParams]:
