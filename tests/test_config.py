@@ -40,3 +40,13 @@ def test_auto_takes_the_paper_preset_when_cuda_is_there(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert auto_preset_name() == "paper" and get_preset("auto").name == "paper"
+
+
+def test_what_chapters_2_and_3_measure_is_one_config_per_preset():
+    from deconvnet.config import ExplainConfig
+
+    assert get_preset("cpu").explain == ExplainConfig() == get_preset("paper").explain
+    quick = get_preset("quick").explain
+    assert quick.probe_eval_images < ExplainConfig().probe_eval_images and dict(quick.projection_channels)
+    with pytest.raises(ValueError, match="every count must be >= 1"):
+        ExplainConfig(projection_channels=(("conv5_3", 0),))

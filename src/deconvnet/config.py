@@ -242,6 +242,27 @@ class InferConfig:
 
 
 @dataclass(frozen=True)
+class ExplainConfig:
+    """How much chapters 2 and 3 look inside the networks. Used by notebooks 02 (Zeiler & Fergus projections
+    in ImageNet VGG16) and 03 (linear probes of the trained decoder). Defaults are the ``cpu`` preset's."""
+
+    projection_side: int = 224  # ImageNet photos are resized to VGG16's input side before projecting (ch. 2)
+    projection_photos: int = 8  # photos searched for each channel's strongest activations
+    # channels projected per layer: the deepest layer gets most, as the paper's Fig. 4 reads the deep end
+    projection_channels: tuple[tuple[str, int], ...] = (("conv5_3", 4), ("conv4_3", 2), ("conv3_3", 2))
+    projection_per_channel: int = 4  # strongest activations projected per channel (one grid row each)
+    probe_fit_images: int = 40  # train images whose pixels fit the linear probes (ch. 3)
+    probe_eval_images: int = 60  # val images that score them; full-width maps: ~3 min on 2 cores at 224 px
+    probe_pixels_per_image: int = 1000  # pixels sampled per fitting image, so every image weighs the same
+
+    def __post_init__(self) -> None:
+        counts = (self.projection_side, self.projection_photos, self.projection_per_channel,
+                  self.probe_fit_images, self.probe_eval_images, self.probe_pixels_per_image)
+        if min(counts) < 1 or any(n < 1 for _, n in self.projection_channels):
+            raise ValueError(f"invalid ExplainConfig {self}: every count must be >= 1")
+
+
+@dataclass(frozen=True)
 class Preset:
     """A named bundle of the per-concern configs; chapters read only the parts they need."""
 
@@ -257,6 +278,7 @@ class Preset:
     # and fc7, which do not ship offline here)
     pretrain: TrainConfig | None = None
     infer: InferConfig = field(default_factory=InferConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def replace(self, **changes) -> Preset:
@@ -284,6 +306,11 @@ PRESETS: dict[str, Preset] = {
         # the CRF search tries 2 settings on 3 images (128 px: about 0.1-0.3 s per CRF pass)
         infer=InferConfig(eval_images=8, tune_images=3, crf_weights=(10.0,), crf_sxy=(10.0,),
                           crf_srgb=(3.0, 10.0)),
+        # chapters 2 and 3 in about a minute each: smaller photos, fewer channels, fewer probe images
+        explain=ExplainConfig(projection_side=128, projection_photos=5,
+                              projection_channels=(("conv5_3", 3), ("conv4_3", 1), ("conv3_3", 1)),
+                              projection_per_channel=3, probe_fit_images=12, probe_eval_images=16,
+                              probe_pixels_per_image=500),
     ),
     "cpu": Preset(
         name="cpu",
