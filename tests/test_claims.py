@@ -19,7 +19,7 @@ def test_rows_show_the_saved_interval_and_verdict_or_say_what_is_missing(tmp_pat
     (tmp_path / f"{first.chapter}.json").write_text(json.dumps(saved))
     lines = claims_table(tmp_path).splitlines()
     row = next(line for line in lines if line.startswith(f"| {first.claim} |"))
-    assert "+2.1 pts [+0.4, +3.9]" in row and "**supported**" in row
+    assert "+2.1 points [+0.4, +3.9]" in row and "**supported**" in row
     same_chapter = next(c for c in CLAIMS[1:] if c.chapter == first.chapter)
     assert "not measured on this preset" in next(x for x in lines if x.startswith(f"| {same_chapter.claim} |"))
     other = next(c for c in CLAIMS if c.chapter != first.chapter)

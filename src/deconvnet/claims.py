@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .files import atomic_path
+from .intervals import in_points
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,6 @@ class Claim:
     key: str  # the claim's key in that result's ``verdicts``
     measure: str  # what the difference is, e.g. "mean IoU, two_stage - no_bn"
     path: tuple[str, ...] = ()  # where its difference sits under ``differences``; () = under ``key``
-    points: bool = True  # the difference is a share: shown in points ("+2.1 pts")
 
 
 CLAIMS = (
@@ -63,13 +63,6 @@ CLAIMS = (
 )
 
 
-def _difference(d: dict, points: bool) -> str:
-    """``+2.1 pts [+0.4, +3.9]`` for a share, ``+0.021 [+0.004, +0.039]`` otherwise."""
-    if points:
-        return f"{100 * d['value']:+.1f} pts [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
-    return f"{d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
-
-
 def claim_row(claim: Claim, results: Path) -> dict:
     """The claim's row: ours with its interval, and the chapter's verdict, read from its saved result."""
     path = results / f"{claim.chapter}.json"
@@ -83,7 +76,7 @@ def claim_row(claim: Claim, results: Path) -> dict:
         difference = difference.get(part, {}) if isinstance(difference, dict) else None
     if verdict is None:
         return row | {"ours [95% interval]": "-", "verdict": "not measured on this preset"}
-    shown = _difference(difference, claim.points) if difference and "value" in difference else "-"
+    shown = in_points(difference) if difference and "value" in difference else "-"  # every measure is a share
     return row | {"ours [95% interval]": shown, "verdict": verdict, "preset": saved.get("preset", "?")}
 
 

@@ -121,3 +121,18 @@ def per_image_matrices(model_predict: Callable[[int], torch.Tensor], labels: Cal
         metrics.update(model_predict(i), labels(i))
         out.append(metrics.matrix.numpy().copy())
     return out
+
+
+def shown(v: dict, sign: str = "") -> str:
+    """A score with its 95% interval as the pages print it: ``41.0% [37.2%, 45.1%]``.
+
+    ``sign="+"`` for a difference; a dash where there was nothing to measure (a NaN value).
+    """
+    if v["value"] != v["value"]:
+        return "-"
+    return f"{v['value']:{sign}.1%} [{v['low']:{sign}.1%}, {v['high']:{sign}.1%}]"
+
+
+def in_points(d: dict) -> str:
+    """A difference of two shares in points with its 95% interval: ``+1.2 points [-0.3, +2.6]``."""
+    return f"{100 * d['value']:+.1f} points [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
