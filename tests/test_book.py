@@ -120,3 +120,14 @@ def yaml_config_url() -> str:
     import yaml
 
     return yaml.safe_load((book.ROOT / "_config.yml").read_text())["repository"]["url"]
+
+
+def test_show_code_is_the_package_source_headed_by_its_file():
+    import inspect
+
+    from deconvnet.book import show_code
+    from deconvnet.layers import pool, unpool
+
+    shown = show_code(pool, unpool).data
+    assert shown.startswith("# src/deconvnet/layers.py\ndef pool(")
+    assert inspect.getsource(unpool).rstrip() in shown and shown.count("# src/deconvnet/layers.py") == 2

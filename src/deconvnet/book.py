@@ -369,6 +369,25 @@ def glue_text(name: str, text) -> None:
     glue(name, Markdown(str(text)), display=False)
 
 
+def show_code(*objects):
+    """The package's own source of ``objects`` (functions, classes, methods) as one highlighted block, each
+    part headed by the file it lives in, so a page shows the code it teaches and cannot drift from it.
+
+    Chapters put it in a cell tagged ``hide-input``: the reader sees the code, not the call that fetched it.
+    """
+    import inspect
+    import textwrap
+
+    from IPython.display import Code
+
+    parts = []
+    for obj in objects:
+        path = Path(inspect.getsourcefile(obj)).resolve()
+        where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
+        parts.append(f"# {where}\n{textwrap.dedent(inspect.getsource(obj)).rstrip()}")
+    return Code("\n\n\n".join(parts), language="python")
+
+
 # The header buttons that need the repository's address. ``_config.yml`` leaves them out, because
 # jupyter-book refuses them without ``repository.url``; ``setup`` turns them on when the address is set.
 REPOSITORY_BUTTONS = ("use_repository_button", "use_issues_button", "use_edit_page_button")
