@@ -55,3 +55,21 @@ def test_check_folder_refuses_files_and_unwritable_folders_without_creating_anyt
     with pytest.raises(PermissionError, match=rf"cannot be made: {locked} is not writable"):
         check_folder(locked / "sub", "--out x", "fix")
     assert not (locked / "sub").exists()
+
+
+def test_data_and_runs_live_where_deconvnet_home_says(tmp_path):
+    """``DECONVNET_HOME`` moves ``data/`` and ``runs/`` (another disk, a shared cache); unset: this checkout."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    show = "from deconvnet import book, datasets, pipeline; print(datasets.DATA, pipeline.RUNS, book.SCRATCH_RESULTS)"
+    env = {k: v for k, v in os.environ.items() if k not in ("DECONVNET_HOME", "DECONVNET_RUNS_DIR")}
+    moved = subprocess.run([sys.executable, "-c", show], env={**env, "DECONVNET_HOME": str(tmp_path)},
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert moved == [str(tmp_path / "data"), str(tmp_path / "runs"), str(tmp_path / "runs" / "results")]
+    checkout = Path(__file__).resolve().parents[1]
+    default = subprocess.run([sys.executable, "-c", show], env=env, capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert default == [str(checkout / "data"), str(checkout / "runs"), str(checkout / "runs" / "results")]

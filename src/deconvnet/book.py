@@ -31,11 +31,11 @@ import yaml
 
 from .claims import write_claims_table
 from .config import Preset, auto_preset_name, get_preset
-from .files import atomic_path, check_folder
+from .files import atomic_path, check_folder, work_root
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: src/deconvnet/book.py -> ../../
 RESULTS = ROOT / "book" / "results"  # committed: what the rendered book shows
-SCRATCH_RESULTS = ROOT / "runs" / "results"  # git-ignored: where interactive and nbval runs write
+SCRATCH_RESULTS = work_root() / "runs" / "results"  # git-ignored: where interactive and nbval runs write
 RESULTS_ENV = "DECONVNET_RESULTS_DIR"  # set by run_chapters so only book runs write book/results
 CLAIMS_PAGE = "claims_table.md"  # the introduction's claims table, rewritten from the results after each chapter
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Preset
+from .files import work_root
 
-ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT / "data"  # generated scenes and proposals, one tree per preset (git-ignored)
+DATA = work_root() / "data"  # generated scenes and proposals, one tree per preset (git-ignored)
 VOC_ENV = "DECONVNET_VOC_ROOT"  # a real VOC 2012 tree for every chapter and command (set by --voc-root)
 SBD_ENV = "DECONVNET_SBD_ROOT"  # SBD's release, whose labels join VOC's train split (set by --sbd-root)
 

@@ -5,6 +5,8 @@ made readable (mkstemp creates it private) and renamed over ``path``; on any err
 checkpoints, logs, results, figures and the book's pages.
 
 ``check_folder(path, what, fix)`` refuses, before any work, a folder that cannot be made or written to.
+
+``work_root()`` is where generated data (``data/``) and trained models (``runs/``) live.
 """
 
 from __future__ import annotations
@@ -51,3 +53,15 @@ def check_folder(path: str | Path, what: str, fix: str) -> Path:
             raise PermissionError(f"{what} {where} (permission denied); {fix}")
         return path
     return path
+
+
+HOME_ENV = "DECONVNET_HOME"  # the folder for data/ and runs/: another disk, or a shared cache of models
+
+
+def work_root() -> Path:
+    """Where ``data/`` and ``runs/`` live: ``DECONVNET_HOME`` if set, else this checkout (the folder with
+    ``pyproject.toml`` above ``src/``), else the working directory (a package installed without a checkout)."""
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV]).expanduser().absolute()
+    checkout = Path(__file__).resolve().parents[2]
+    return checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()

@@ -20,6 +20,22 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div_(255)  # a copy
 
 
+def pad_image(model: torch.nn.Module, image: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """``(3, H, W)`` -> ``(3, ph, pw)`` padded bottom-right with the model's mean pixel, which normalises to zero.
+
+    ``size`` defaults to the smallest the network accepts (``padded_size``); crop outputs back with
+    ``[..., :H, :W]``. The one padding of every whole-image pass: ``segment_whole``, ``probe.stage_maps`` and
+    ``localisation`` (chapters 3-7).
+    """
+    h, w = image.shape[-2:]
+    ph, pw = size or padded_size(h, w, 32 * model.cfg.fc_kernel)
+    if ph < h or pw < w:
+        raise ValueError(f"cannot pad a {h}x{w} image to {ph}x{pw}")
+    canvas = model.pixel_mean.view(3, 1, 1).expand(3, ph, pw).clone()  # the mean pixel normalises to zero
+    canvas[:, :h, :w] = image.to(canvas.device)
+    return canvas
+
+
 @torch.no_grad()
 def segment_whole(model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
     """Class scores ``(C, H, W)`` for one image ``(3, H, W)`` in [0, 1], whatever its size.
@@ -29,10 +45,6 @@ def segment_whole(model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
     uses its running statistics.
     """
     h, w = image.shape[-2:]
-    ph, pw = padded_size(h, w, 32 * model.cfg.fc_kernel)
-    device = model.pixel_mean.device
-    canvas = model.pixel_mean.view(3, 1, 1).expand(3, ph, pw).clone()  # (3, ph, pw)
-    canvas[:, :h, :w] = image.to(device)
-    scores = model(canvas[None])  # (1, C, ph, pw)
+    scores = model(pad_image(model, image)[None])  # (1, C, ph, pw)
     return scores[0, :, :h, :w].float()
 

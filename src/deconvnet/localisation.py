@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from . import saliency
 from .data.voc import instances_from_masks
-from .infer import padded_size, to_tensor
+from .infer import pad_image, padded_size, to_tensor
 
 
 def to_2d(attribution: torch.Tensor) -> torch.Tensor:
@@ -194,21 +194,6 @@ def _objects(dataset, objects: int, per_image: int | None) -> list[dict]:
             found.append(dict(image_id=dataset.ids[i], rank=rank, image=image, mask=masks[k], label=int(labels[k]),
                               other=other_class(labels, len(dataset.classes), int(labels[k]))))
     return found
-
-
-def pad_image(model: torch.nn.Module, image: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """``(3, H, W)`` -> ``(3, ph, pw)`` padded bottom-right with the mean pixel, as ``infer.segment_whole`` does.
-
-    ``size`` defaults to the smallest the network accepts (``infer.padded_size``); crop outputs back with
-    ``[..., :H, :W]``.
-    """
-    h, w = image.shape[-2:]
-    ph, pw = size or padded_size(h, w, 32 * model.cfg.fc_kernel)
-    if ph < h or pw < w:
-        raise ValueError(f"cannot pad a {h}x{w} image to {ph}x{pw}")
-    canvas = model.pixel_mean.view(3, 1, 1).expand(3, ph, pw).clone()  # the mean pixel normalises to zero
-    canvas[:, :h, :w] = image.to(canvas.device)
-    return canvas
 
 
 def _localise_batch(model, found, num_classes, layer, tolerance, targets, methods):

@@ -34,14 +34,14 @@ import torch
 from .checkpoint import cache_key
 from .config import Preset, TrainConfig
 from .datasets import DATA, data_key_parts, exclusive, real_voc, voc_root
+from .files import work_root
 from .model import build_model
 from .pretrained import load_vgg16_encoder
 from .shape_pretraining import ObjectCrops, ShapeClassifier, transfer_pretrained
 from .train import load_trained, train
 
-ROOT = Path(__file__).resolve().parents[2]
 RUNS_ENV = "DECONVNET_RUNS_DIR"  # another folder for trained models (e.g. a test's temporary one)
-RUNS = Path(os.environ.get(RUNS_ENV) or ROOT / "runs")  # trained models, logs (git-ignored)
+RUNS = Path(os.environ.get(RUNS_ENV) or work_root() / "runs")  # trained models, logs (git-ignored)
 RECIPES = ("two_stage", "stage2_only", "no_bn")
 PRETRAIN = "pretrain"  # run-folder prefix of stage 0, the shape classifier
 # TrainConfig fields that change the bookkeeping of a run, never its weights: left out of the cache key.

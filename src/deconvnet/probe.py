@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .infer import padded_size, to_tensor
+from .infer import pad_image, to_tensor
 from .intervals import LEVEL, RESAMPLES, _resampled
 from .metrics import VOID, SegmentationMetrics, confusion_matrix
 
@@ -46,10 +46,8 @@ def stage_maps(model: torch.nn.Module, image: torch.Tensor, stages: Sequence[str
     ``"score"`` the model's class scores, both useful as references.
     """
     h, w = image.shape[-2:]
-    ph, pw = padded_size(h, w, 32 * model.cfg.fc_kernel)
-    device = model.pixel_mean.device
-    canvas = model.pixel_mean.view(3, 1, 1).expand(3, ph, pw).clone()  # (3, ph, pw)
-    canvas[:, :h, :w] = image.to(device)
+    canvas = pad_image(model, image)  # (3, ph, pw)
+    ph, pw = canvas.shape[-2:]
     scores, maps = model(canvas[None], return_stages=True)
     maps = {**maps, "image": canvas[None], "score": scores}
     unknown = [s for s in stages if s not in maps]
