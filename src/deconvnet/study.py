@@ -118,7 +118,9 @@ def preset_changes(preset, paper, study: dict) -> list[dict]:
         ("learning rate", paper.stage1.lr, preset.stage1.lr, "the study's better rate",
          evidence("imagenet64", "imagenet64-lr0.001", "imagenet64-adam")),
         ("stage 0: fc6 and fc7 learn to name objects", "VGG16's own, trained on ImageNet",
-         "none" if preset.pretrain is None else f"{_crops(preset.pretrain)} at lr {preset.pretrain.lr:g}",
+         # no stage 0 (the paper preset): no row; chapter 4 says its fc6 and fc7 then start from the Gaussian
+         "VGG16's own, trained on ImageNet" if preset.pretrain is None
+         else f"{_crops(preset.pretrain)} at lr {preset.pretrain.lr:g}",
          "VGG16's fc6 and fc7 do not ship offline; a short classification stage on stage-1 crops trains new ones "
          "(at lr 0.01 they diverged)", evidence("imagenet64", "imagenet64-stage0", "imagenet64-stage0-lr0.001")),
         ("stage 1", _crops(paper.stage1), _crops(preset.stage1),
