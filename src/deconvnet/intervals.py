@@ -38,9 +38,19 @@ def _resampled(n: int, resamples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
-def _totals(matrices: np.ndarray, draws: np.ndarray) -> np.ndarray:
-    """Summed confusion matrix of each resample, ``(resamples, C, C)``, from per-image counts per draw."""
-    counts = np.stack([np.bincount(d, minlength=len(matrices)) for d in draws])  # (R, n)
+def resample_counts(n: int, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
+    """``(resamples, n)``: how often each of ``n`` images is drawn in each resample (every bootstrap here)."""
+    return np.stack([np.bincount(d, minlength=n) for d in _resampled(n, resamples, seed)])
+
+
+def with_interval(value: float, resampled: np.ndarray) -> dict:
+    """``{"value", "low", "high"}``: ``value`` and the central 95% of its resampled values (NaNs left out)."""
+    low, high = np.nanquantile(resampled, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    return {"value": float(value), "low": float(low), "high": float(high)}
+
+
+def _totals(matrices: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Summed confusion matrix of each resample, ``(resamples, C, C)``, from ``resample_counts``."""
     return np.einsum("rn,nij->rij", counts, matrices)
 
 
@@ -51,10 +61,8 @@ def interval(matrices: Sequence[np.ndarray], how: str = "mean_iou", *, resamples
     Returns ``{"value", "low", "high"}``.
     """
     m = np.stack([np.asarray(x, np.int64) for x in matrices])
-    totals = _totals(m, _resampled(len(m), resamples, seed))
-    values = np.array([_score(t, how) for t in totals])
-    low, high = np.nanquantile(values, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-    return {"value": _score(m.sum(0), how), "low": float(low), "high": float(high)}
+    totals = _totals(m, resample_counts(len(m), resamples, seed))
+    return with_interval(_score(m.sum(0), how), np.array([_score(t, how) for t in totals]))
 
 
 def paired_difference(a: Sequence[np.ndarray], b: Sequence[np.ndarray], how: str = "mean_iou", *,
@@ -63,11 +71,10 @@ def paired_difference(a: Sequence[np.ndarray], b: Sequence[np.ndarray], how: str
     if len(a) != len(b):
         raise ValueError(f"a paired comparison needs the same images: got {len(a)} and {len(b)} matrices")
     ma, mb = (np.stack([np.asarray(x, np.int64) for x in m]) for m in (a, b))
-    draws = _resampled(len(ma), resamples, seed)
-    ta, tb = _totals(ma, draws), _totals(mb, draws)
+    counts = resample_counts(len(ma), resamples, seed)
+    ta, tb = _totals(ma, counts), _totals(mb, counts)
     values = np.array([_score(x, how) - _score(y, how) for x, y in zip(ta, tb, strict=True)])
-    low, high = np.nanquantile(values, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-    return {"value": _score(ma.sum(0), how) - _score(mb.sum(0), how), "low": float(low), "high": float(high)}
+    return with_interval(_score(ma.sum(0), how) - _score(mb.sum(0), how), values)
 
 
 def mean_interval(values: Sequence[float], groups: Sequence[int] | None = None, *, resamples: int = RESAMPLES,
@@ -82,10 +89,8 @@ def mean_interval(values: Sequence[float], groups: Sequence[int] | None = None, 
         return {"value": float("nan"), "low": float("nan"), "high": float("nan")}
     g = np.unique(np.arange(len(v)) if groups is None else np.asarray(groups), return_inverse=True)[1]
     sums, sizes = np.bincount(g, weights=v), np.bincount(g)  # per image: sum of its items, their count
-    counts = np.stack([np.bincount(d, minlength=len(sums)) for d in _resampled(len(sums), resamples, seed)])
-    means = (counts @ sums) / np.maximum(counts @ sizes, 1)
-    low, high = np.quantile(means, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-    return {"value": float(v.mean()), "low": float(low), "high": float(high)}
+    counts = resample_counts(len(sums), resamples, seed)
+    return with_interval(v.mean(), (counts @ sums) / np.maximum(counts @ sizes, 1))
 
 
 def paired_mean_difference(a: Sequence[float], b: Sequence[float], groups: Sequence[int] | None = None, *,

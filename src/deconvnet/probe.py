@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .infer import pad_image, to_tensor
-from .intervals import LEVEL, RESAMPLES, _resampled
+from .intervals import RESAMPLES, resample_counts, with_interval
 from .metrics import VOID, SegmentationMetrics, confusion_matrix
 
 # The decoder's maps in the order the signal meets them, coarse to fine (DeconvNet.forward(return_stages=True)).
@@ -330,21 +330,11 @@ def score_probes(probes: Probes, eval_samples: Iterable[Sample], num_classes: in
     return scores
 
 
-def _resample_weights(n: int, resamples: int, seed: int) -> np.ndarray:
-    """``(resamples, n)``: how often each of ``n`` images is drawn, the draws of ``deconvnet.intervals``."""
-    return np.stack([np.bincount(d, minlength=n) for d in _resampled(n, resamples, seed)])
-
-
-def _with_interval(value: float, resampled: np.ndarray) -> dict:
-    low, high = np.nanquantile(resampled, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-    return {"value": float(value), "low": float(low), "high": float(high)}
-
-
 def stage_interval(counts: StageCounts, score: str, *, resamples: int = RESAMPLES, seed: int = 0) -> dict:
     """One stage's ``score`` on all eval images with its 95% bootstrap interval over the images:
     ``{"value", "low", "high"}``, as ``intervals.interval``. Chapter 3's probe table."""
-    weights = _resample_weights(len(counts), resamples, seed)
-    return _with_interval(counts.values(score, np.ones((1, len(counts))))[0], counts.values(score, weights))
+    weights = resample_counts(len(counts), resamples, seed)
+    return with_interval(counts.values(score, np.ones((1, len(counts))))[0], counts.values(score, weights))
 
 
 def stage_difference(late: StageCounts, early: StageCounts, score: str, *, resamples: int = RESAMPLES,
@@ -353,10 +343,10 @@ def stage_difference(late: StageCounts, early: StageCounts, score: str, *, resam
     bootstrap interval: each resample draws the same images for both stages (chapter 3's verdicts)."""
     if len(late) != len(early):
         raise ValueError(f"a paired comparison needs the same images: got {len(late)} and {len(early)}")
-    weights = _resample_weights(len(late), resamples, seed)
+    weights = resample_counts(len(late), resamples, seed)
     every = np.ones((1, len(late)))
     value = late.values(score, every)[0] - early.values(score, every)[0]
-    return _with_interval(value, late.values(score, weights) - early.values(score, weights))
+    return with_interval(value, late.values(score, weights) - early.values(score, weights))
 
 
 def probe(fit_samples: Iterable[Sample], eval_samples: Iterable[Sample], num_classes: int,
