@@ -149,10 +149,10 @@ def _train_or_load(kind, model_cfg, samples_kind, cfg, run_dir: Path, parent: Pa
                    root: Path, progress, sbd: Path | None = None) -> Trained:
     torch.manual_seed(preset.run.seed)
     model = ShapeClassifier(model_cfg) if kind == "classifier" else build_model(model_cfg, kind)
-    if kind == "classifier" and model_cfg.pretrained:  # ImageNet's encoder under a new fc6, fc7 and fc8
-        load_vgg16_encoder(model)
     if (run_dir / "final.pt").is_file():
         return Trained(model.eval(), run_dir, load_trained(model, run_dir / "final.pt"), reused=True)
+    if kind == "classifier" and model_cfg.pretrained:  # ImageNet's encoder under a new fc6, fc7 and fc8
+        load_vgg16_encoder(model)
     if parent is not None:
         _initialise(model, parent)
     samples, val_set = _samples(preset, samples_kind, root, preset.run.seed, sbd)
