@@ -48,7 +48,7 @@ render: $(STAMP)
 
 # One HTML page printed by headless Chromium, then checked: no blank page, every figure of the page in the PDF.
 pdf: $(STAMP) browser
-	$(BIN)/python -m deconvnet.pdf
+	$(BIN)/python -m deconvnet.book.pdf
 
 # Timings on the CPU into benchmarks/results/cpu.json, then the Cost appendix page from every result file.
 bench: $(STAMP)

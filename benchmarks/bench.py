@@ -24,10 +24,10 @@ import throughput
 import torch
 from common import RESULTS, hardware, load_average, model_config, write_json
 
+from deconvnet.book.cost import write_cost_page
 from deconvnet.config import get_preset
-from deconvnet.cost import write_cost_page
-from deconvnet.model import build_model
-from deconvnet.summary import layer_rows
+from deconvnet.model.network import build_model
+from deconvnet.model.summary import layer_rows
 
 PAGE = Path(__file__).resolve().parent.parent / "book" / "cost.md"
 # The run's size. Paper-size work dominates: a paper forward pass is 65 GFLOP per image, ~0.5 s here.

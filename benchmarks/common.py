@@ -1,7 +1,7 @@
 """What the benchmarks share: timing, the machine named, its own matrix-multiply ceilings, FLOPs per image.
 
 Every number a benchmark reports is measured in the run that reports it; FLOPs come from the layer shapes
-(``deconvnet.summary``), never from a paper.
+(``deconvnet.model.summary``), never from a paper.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from deconvnet.book import cpuinfo
+from deconvnet.book.runner import cpuinfo
 from deconvnet.config import ModelConfig, get_preset
 from deconvnet.files import atomic_path
-from deconvnet.summary import layer_table
+from deconvnet.model.summary import layer_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -23,8 +23,8 @@ from common import write_json
 from torch.utils.data import Dataset
 
 from deconvnet.config import TrainConfig, get_preset
-from deconvnet.model import build_model
-from deconvnet.train import train
+from deconvnet.model.network import build_model
+from deconvnet.train.engine import train
 
 
 class Squares(Dataset):

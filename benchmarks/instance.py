@@ -19,12 +19,12 @@ from dataclasses import replace
 import torch
 from common import load_average, model_config, write_json
 
-from deconvnet.aggregate import segment_instances
 from deconvnet.config import get_preset
 from deconvnet.data.proposals import selective_search
 from deconvnet.data.synthvoc import scene
-from deconvnet.ensemble import RELEASE_CRF, dense_crf
-from deconvnet.model import build_model
+from deconvnet.infer.aggregate import segment_instances
+from deconvnet.infer.ensemble import RELEASE_CRF, dense_crf
+from deconvnet.model.network import build_model
 
 STEPS = ("proposals", "crop", "network", "aggregate", "crf")
 

@@ -29,14 +29,14 @@ import numpy as np
 import torch
 from common import RESULTS, hardware, write_json
 
+from deconvnet.book.study import sparse
 from deconvnet.config import ModelConfig, TrainConfig, get_preset
 from deconvnet.data import Stage1Crops, VOCSegmentation
-from deconvnet.datasets import voc_root
-from deconvnet.metrics import SegmentationMetrics
-from deconvnet.model import build_model
-from deconvnet.pipeline import RUNS
-from deconvnet.study import sparse
-from deconvnet.train import evaluate_samples, train
+from deconvnet.data.datasets import voc_root
+from deconvnet.infer.metrics import SegmentationMetrics
+from deconvnet.model.network import build_model
+from deconvnet.train.engine import evaluate_samples, train
+from deconvnet.train.pipeline import RUNS
 
 OUT = RESULTS / "learning.json"
 VAL_CROPS = 300  # val stage-1 crops per point: +-3 points of accuracy, seconds to score
@@ -132,8 +132,8 @@ def _stage0(model, spec: dict, train_crops, val_crops, run_dir, seed: int) -> di
 
     Returns the classifier's last logged loss and its crop accuracy on (up to) the arms' val crops.
     """
-    from deconvnet.pretrained import load_vgg16_encoder
-    from deconvnet.shape_pretraining import ObjectCrops, ShapeClassifier, crop_accuracy, transfer_pretrained
+    from deconvnet.model.pretrained import load_vgg16_encoder
+    from deconvnet.train.stage0 import ObjectCrops, ShapeClassifier, crop_accuracy, transfer_pretrained
 
     torch.manual_seed(seed)
     classifier = ShapeClassifier(spec["model"])

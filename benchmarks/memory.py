@@ -31,7 +31,7 @@ import torch
 from common import load_average, meminfo_mib, model_config, write_json
 from torch import nn
 
-from deconvnet.model import build_model
+from deconvnet.model.network import build_model
 
 SEGNET_SIZE = (352, 480)  # SegNet timed 360x480; our network takes multiples of 32
 

@@ -3,11 +3,11 @@
     python benchmarks/throughput.py [--device cpu|cuda] [--presets quick paper] [--side 224] [--json out.json]
 
 Prints a table and writes JSON: images/s and achieved GFLOP/s for forward and forward+backward, per model,
-preset and variant. Every model is built on the CPU fast path (``deconvnet.fastpath``: channels-last, fc6 /
+preset and variant. Every model is built on the CPU fast path (``deconvnet.model.fastpath``: channels-last, fc6 /
 fc6-deconv as matrix products); on the CPU the variants are that network as shipped, the reference path it
 replaced (NCHW, PyTorch's own convolutions: the "before") and channels-last alone; on a GPU fp32 and bf16
 autocast, as shipped. On the CPU a per-layer-kind split of one forward pass says where the time goes. FLOPs
-are computed from the layer shapes (``deconvnet.summary``), never copied; backward is counted as twice the
+are computed from the layer shapes (``deconvnet.model.summary``), never copied; backward is counted as twice the
 forward. A benchmark, not a test: nothing here fails on a slow machine.
 """
 
@@ -22,11 +22,11 @@ import torch
 from common import ceilings, forward_flops, hardware, load_average, model_config, sync, timed, write_json
 from torch import nn
 
-from deconvnet.fastpath import use_channels_last, use_fast_path, use_reference_path
-from deconvnet.layers import Pool, Unpool
-from deconvnet.model import build_model
+from deconvnet.model.fastpath import use_channels_last, use_fast_path, use_reference_path
+from deconvnet.model.layers import Pool, Unpool
+from deconvnet.model.network import build_model
 
-# name -> (precision, layout, what the table calls it); the layouts are the functions of deconvnet.fastpath
+# name -> (precision, layout, what the table calls it); the layouts are the functions of deconvnet.model.fastpath
 VARIANTS = {
     "fp32": ("fp32", "shipped", "fp32 as shipped (channels-last, fc as matmul)"),
     "fp32-nchw": ("fp32", "reference", "fp32, NCHW, plain convolutions (before)"),

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from deconvnet.config import ModelConfig
-from deconvnet.model import IMAGENET_MEAN
+from deconvnet.model.network import IMAGENET_MEAN
 
 
 class ColourStub(torch.nn.Module):

@@ -6,8 +6,8 @@ import pytest
 import torch
 from segment_stubs import ColourStub, scene
 
-from deconvnet.aggregate import Aggregator, cut_windows, proposal_windows, segment_instances
 from deconvnet.config import DataConfig, InferConfig
+from deconvnet.infer.aggregate import Aggregator, cut_windows, proposal_windows, segment_instances
 
 DATA = DataConfig(train_images=1, val_images=1, image_size=64, proposal_side=64)
 

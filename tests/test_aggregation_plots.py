@@ -4,9 +4,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from segment_stubs import ColourStub, scene
 
-from deconvnet import plot
-from deconvnet.aggregate import segment_instances
+from deconvnet.book import plot
 from deconvnet.config import DataConfig, InferConfig
+from deconvnet.infer.aggregate import segment_instances
 
 DATA = DataConfig(train_images=1, val_images=1, image_size=64, proposal_side=64)
 

@@ -5,7 +5,7 @@ import json
 import nbformat
 import pytest
 
-from deconvnet import book
+from deconvnet.book import extension, page, runner
 
 
 def write_notebook(path, *sources):
@@ -21,22 +21,22 @@ def write_notebook(path, *sources):
 def chapter(tmp_path):
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "book").mkdir()
-    return book.Chapter("09_test", tmp_path / "notebooks" / "09_test.ipynb", tmp_path / "book" / "09_test.ipynb")
+    return runner.Chapter("09_test", tmp_path / "notebooks" / "09_test.ipynb", tmp_path / "book" / "09_test.ipynb")
 
 
 def test_failing_cell_is_named_and_the_old_page_survives(chapter):
     write_notebook(chapter.source, "x = 1", "raise RuntimeError('boom')")
     chapter.target.write_text("old page")
     where = r"09_test.ipynb failed in code cell 3 of 3 \(cell 4, starting `raise RuntimeError.*RuntimeError: boom"
-    with pytest.raises(book.ChapterFailed, match=where):
-        book.execute_chapter(chapter, "quick", {}, progress=False)
+    with pytest.raises(runner.ChapterFailed, match=where):
+        runner.execute_chapter(chapter, "quick", {}, progress=False)
     assert chapter.target.read_text() == "old page"
     assert [p.name for p in chapter.target.parent.iterdir()] == ["09_test.ipynb"], "no temporary file left"
 
 
 def test_success_adds_provenance_under_the_title(chapter):
     write_notebook(chapter.source, "print(preset)")
-    entry = book.execute_chapter(chapter, "cpu", {}, progress=False)
+    entry = runner.execute_chapter(chapter, "cpu", {}, progress=False)
     nb = nbformat.read(chapter.target, as_version=4)
     assert nb.cells[0].source == "# A chapter"
     assert "provenance" in nb.cells[1].metadata["tags"] and "preset **cpu**" in nb.cells[1].source
@@ -47,8 +47,8 @@ def test_success_adds_provenance_under_the_title(chapter):
 def test_manifest_and_provenance_page(tmp_path):
     entry = {"preset": "quick", "device": "cpu (x, 2 threads)", "torch": "2.14.1", "python": "3.11",
              "commit": "abc", "wall_time_s": 12.0, "executed": "now"}
-    book.update_manifest("01_architecture", entry, results=tmp_path / "results")
-    book.update_manifest("02_unpooling", {**entry, "wall_time_s": 3.0}, results=tmp_path / "results")
+    runner.update_manifest("01_architecture", entry, results=tmp_path / "results")
+    runner.update_manifest("02_unpooling", {**entry, "wall_time_s": 3.0}, results=tmp_path / "results")
     manifest = json.loads((tmp_path / "results" / "manifest.json").read_text())
     assert list(manifest) == ["01_architecture", "02_unpooling"]
     page = (tmp_path / "provenance.md").read_text()
@@ -56,39 +56,39 @@ def test_manifest_and_provenance_page(tmp_path):
 
 
 def test_results_stay_out_of_the_book_outside_book_runs(tmp_path, monkeypatch):
-    monkeypatch.delenv(book.RESULTS_ENV, raising=False)
-    assert book.results_dir() == book.SCRATCH_RESULTS
-    monkeypatch.setenv(book.RESULTS_ENV, str(tmp_path))
-    book.save_result("x", {"a": 1})
-    assert book.load_result("x") == {"a": 1}
+    monkeypatch.delenv(page.RESULTS_ENV, raising=False)
+    assert page.results_dir() == page.SCRATCH_RESULTS
+    monkeypatch.setenv(page.RESULTS_ENV, str(tmp_path))
+    page.save_result("x", {"a": 1})
+    assert page.load_result("x") == {"a": 1}
     with pytest.raises(FileNotFoundError, match="run its chapter first"):
-        book.load_result("never_written")
+        page.load_result("never_written")
 
 
 def test_chapters_follow_the_toc():
-    names = [c.name for c in book.chapters()]
+    names = [c.name for c in runner.chapters()]
     assert names[0] == "01_architecture"
-    assert all(c.source.is_file() for c in book.chapters())
+    assert all(c.source.is_file() for c in runner.chapters())
 
 
 def test_an_empty_selection_is_refused_not_the_whole_book():
-    all_chapters = book.chapters()
-    assert book.select(all_chapters, None) == all_chapters
+    all_chapters = runner.chapters()
+    assert runner.select(all_chapters, None) == all_chapters
     with pytest.raises(ValueError, match=r"^--only names no chapter; give one or more \(e\.g\. --only 01\)"):
-        book.select(all_chapters, [])
+        runner.select(all_chapters, [])
 
 
 def test_a_read_only_book_folder_is_refused_before_any_chapter_runs(chapter, monkeypatch):
     from test_files import deny_writes_to
 
     write_notebook(chapter.source, "print(preset)")
-    monkeypatch.setattr(book, "chapters", lambda: [chapter])
-    monkeypatch.setattr(book, "RESULTS", chapter.target.parent / "results")
-    monkeypatch.setattr(book, "execute_chapter", lambda *a, **k: pytest.fail("a chapter ran"))
+    monkeypatch.setattr(runner, "chapters", lambda: [chapter])
+    monkeypatch.setattr(runner, "RESULTS", chapter.target.parent / "results")
+    monkeypatch.setattr(runner, "execute_chapter", lambda *a, **k: pytest.fail("a chapter ran"))
     deny_writes_to(monkeypatch, chapter.target.parent)
     with pytest.raises(PermissionError, match=r"the book's folder .*book is not writable \(permission denied\); "
                                               r"the executed chapters .*make it writable \(chmod -R u\+w "):
-        book.run_chapters(preset="quick")
+        runner.run_chapters(preset="quick")
 
 
 def _theme_options(url: str) -> dict:
@@ -98,36 +98,36 @@ def _theme_options(url: str) -> dict:
     import yaml
     from jupyter_book.config import yaml_to_sphinx
 
-    config = yaml.safe_load((book.ROOT / "_config.yml").read_text())
+    config = yaml.safe_load((page.ROOT / "_config.yml").read_text())
     assert "deconvnet.book" in config["sphinx"]["extra_extensions"]
     config["repository"]["url"] = url
     options = yaml_to_sphinx(config)[0]["html_theme_options"]  # jupyter-book refuses use_*_button without a URL
-    book.repository_buttons(None, SimpleNamespace(html_theme_options=options))
+    extension.repository_buttons(None, SimpleNamespace(html_theme_options=options))
     return options
 
 
 def test_repository_and_launch_buttons_only_with_a_repository_url():
     assert yaml_config_url() == "", "no invented repository: the URL is the user's to set"
     off = _theme_options("")
-    assert not any(off[k] for k in book.REPOSITORY_BUTTONS) and "launch_buttons" not in off
+    assert not any(off[k] for k in extension.REPOSITORY_BUTTONS) and "launch_buttons" not in off
     assert "repository_url" not in off
     on = _theme_options("https://github.com/someone/deconvnet")
-    assert all(on[k] for k in book.REPOSITORY_BUTTONS) and on["repository_url"] == "https://github.com/someone/deconvnet"
+    assert all(on[k] for k in extension.REPOSITORY_BUTTONS) and on["repository_url"] == "https://github.com/someone/deconvnet"
     assert on["launch_buttons"]["binderhub_url"] == "https://mybinder.org"
 
 
 def yaml_config_url() -> str:
     import yaml
 
-    return yaml.safe_load((book.ROOT / "_config.yml").read_text())["repository"]["url"]
+    return yaml.safe_load((page.ROOT / "_config.yml").read_text())["repository"]["url"]
 
 
 def test_show_code_is_the_package_source_headed_by_its_file():
     import inspect
 
     from deconvnet.book import show_code
-    from deconvnet.layers import pool, unpool
+    from deconvnet.model.layers import pool, unpool
 
     shown = show_code(pool, unpool).data
-    assert shown.startswith("# src/deconvnet/layers.py\ndef pool(")
-    assert inspect.getsource(unpool).rstrip() in shown and shown.count("# src/deconvnet/layers.py") == 2
+    assert shown.startswith("# src/deconvnet/model/layers.py\ndef pool(")
+    assert inspect.getsource(unpool).rstrip() in shown and shown.count("# src/deconvnet/model/layers.py") == 2

@@ -5,7 +5,7 @@ import pickle
 import pytest
 import torch
 
-from deconvnet.checkpoint import load_checkpoint, save_checkpoint
+from deconvnet.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 class Code:
@@ -73,7 +73,7 @@ def test_good_checkpoint_still_loads(run_dir):
 
 
 def test_the_code_hash_covers_every_training_file_and_refuses_a_pattern_that_matches_none(tmp_path):
-    from deconvnet.checkpoint import TRAINING_CODE, code_hash
+    from deconvnet.train.checkpoint import TRAINING_CODE, code_hash
 
     (tmp_path / "model.py").write_text("a = 1\n")
     before = code_hash(("model.py",), tmp_path)

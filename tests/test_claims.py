@@ -2,8 +2,8 @@
 
 import json
 
-from deconvnet.book import chapters
-from deconvnet.claims import CLAIMS, claims_table, write_claims_table
+from deconvnet.book.claims import CLAIMS, claims_table, write_claims_table
+from deconvnet.book.runner import chapters
 
 
 def test_every_claim_names_a_chapter_of_the_book():

@@ -12,7 +12,7 @@ from captum.attr import LayerGradCam
 from PIL import Image
 from test_saliency import Deconvolution6, GuidedBackprop6, assert_agree
 
-from deconvnet import classifier, saliency
+from deconvnet.explain import classifier, saliency
 
 CHELSEA, COFFEE = 285, 967  # ImageNet's "Egyptian cat" and "espresso"
 

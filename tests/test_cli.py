@@ -56,14 +56,14 @@ def test_book_refuses_an_empty_only(capsys):
 def test_book_with_a_read_only_book_folder_is_one_line(tmp_path, monkeypatch, capsys):
     from test_files import deny_writes_to
 
-    from deconvnet import book
     from deconvnet.__main__ import main
+    from deconvnet.book import page, runner
 
-    monkeypatch.setattr(book, "RESULTS", tmp_path / "book" / "results")
-    chapter = book.Chapter("01_architecture", book.ROOT / "notebooks" / "01_architecture.ipynb",
-                           tmp_path / "book" / "01_architecture.ipynb")
-    monkeypatch.setattr(book, "chapters", lambda: [chapter])
-    monkeypatch.setattr(book, "execute_chapter", lambda *a, **k: pytest.fail("a chapter ran"))
+    monkeypatch.setattr(runner, "RESULTS", tmp_path / "book" / "results")
+    chapter = runner.Chapter("01_architecture", page.ROOT / "notebooks" / "01_architecture.ipynb",
+                             tmp_path / "book" / "01_architecture.ipynb")
+    monkeypatch.setattr(runner, "chapters", lambda: [chapter])
+    monkeypatch.setattr(runner, "execute_chapter", lambda *a, **k: pytest.fail("a chapter ran"))
     (tmp_path / "book").mkdir()
     deny_writes_to(monkeypatch, tmp_path / "book")
     assert main(["book", "--preset", "quick"]) == 2
@@ -92,11 +92,12 @@ def test_os_and_pil_errors_are_one_line_and_debug_shows_the_traceback(monkeypatc
     from PIL import Image
 
     from deconvnet import __main__ as cli
+    from deconvnet.cli import commands
 
     def fail(args):
         raise PermissionError(13, "Permission denied", "/somewhere/file.png")
 
-    monkeypatch.setattr(cli, "run_summary", fail)
+    monkeypatch.setattr(commands, "run_summary", fail)
     assert cli.main(["summary"]) == 2
     assert capsys.readouterr().err == ("deconvnet summary: error: /somewhere/file.png: Permission denied "
                                        "(--debug shows where)\n")
@@ -108,6 +109,6 @@ def test_os_and_pil_errors_are_one_line_and_debug_shows_the_traceback(monkeypatc
         raise Image.DecompressionBombError("Image size (196000000 pixels) exceeds limit of 178956970 pixels, could "
                                            "be decompression bomb DOS attack.")
 
-    monkeypatch.setattr(cli, "run_summary", bomb)
+    monkeypatch.setattr(commands, "run_summary", bomb)
     assert cli.main(["summary"]) == 2
     assert capsys.readouterr().err.count("\n") == 1

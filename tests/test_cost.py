@@ -2,7 +2,7 @@
 
 import json
 
-from deconvnet.cost import ceiling, render_cost_page, variant_summary, write_cost_page
+from deconvnet.book.cost import ceiling, render_cost_page, variant_summary, write_cost_page
 
 ROW = {"model": "deconvnet", "preset": "paper", "batch": 4, "precision": "fp32", "forward_img_s": 2.0,
        "forward_gflops": 131.0, "forward_ms_per_img": 500.0}

@@ -4,7 +4,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from deconvnet import plot
+from deconvnet.book import plot
 from deconvnet.config import DataConfig
 from deconvnet.data import Stage1Crops, VOCSegmentation, class_and_scale_stats, make_synthvoc
 

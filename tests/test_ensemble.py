@@ -7,7 +7,7 @@ import torch
 from segment_stubs import ColourStub, scene
 
 from deconvnet.config import DataConfig, InferConfig
-from deconvnet.ensemble import (
+from deconvnet.infer.ensemble import (
     RELEASE_CRF,
     CRFParams,
     crf_candidates,

@@ -59,7 +59,7 @@ def test_explain_bad_options(cat_rgba, capsys):
 @pytest.fixture
 def no_classifier(monkeypatch):
     """Fail if the slow part starts: every refusal below must come before it."""
-    from deconvnet import classifier
+    from deconvnet.explain import classifier
 
     monkeypatch.setattr(classifier, "load_classifier", lambda: pytest.fail("the classifier was loaded"))
 

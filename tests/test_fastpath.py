@@ -7,9 +7,16 @@ import torch
 import torch.nn.functional as F
 
 from deconvnet.config import ModelConfig
-from deconvnet.fastpath import MatmulConv2d, MatmulConvTranspose2d, _patches_fit, patch_conv, spread, use_reference_path
-from deconvnet.model import build_model
-from deconvnet.shape_pretraining import ShapeClassifier
+from deconvnet.model.fastpath import (
+    MatmulConv2d,
+    MatmulConvTranspose2d,
+    _patches_fit,
+    patch_conv,
+    spread,
+    use_reference_path,
+)
+from deconvnet.model.network import build_model
+from deconvnet.train.stage0 import ShapeClassifier
 
 
 def _inputs(shape, weight_shape, channels_last):

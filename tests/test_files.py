@@ -64,7 +64,9 @@ def test_data_and_runs_live_where_deconvnet_home_says(tmp_path):
     import sys
     from pathlib import Path
 
-    show = "from deconvnet import book, datasets, pipeline; print(datasets.DATA, pipeline.RUNS, book.SCRATCH_RESULTS)"
+    show = ("from deconvnet.book import page; from deconvnet.data import datasets; "
+            "from deconvnet.train import pipeline; "
+            "print(datasets.DATA, pipeline.RUNS, page.SCRATCH_RESULTS)")
     env = {k: v for k, v in os.environ.items() if k not in ("DECONVNET_HOME", "DECONVNET_RUNS_DIR")}
     moved = subprocess.run([sys.executable, "-c", show], env={**env, "DECONVNET_HOME": str(tmp_path)},
                            capture_output=True, text=True, check=True).stdout.split()

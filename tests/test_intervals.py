@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from deconvnet.intervals import interval, paired_difference, per_image_matrices, verdict
-from deconvnet.metrics import SegmentationMetrics
+from deconvnet.infer.intervals import interval, paired_difference, per_image_matrices, verdict
+from deconvnet.infer.metrics import SegmentationMetrics
 
 
 def _matrices(n=30, c=4, seed=0, skill=0.7):
@@ -65,7 +65,7 @@ def test_per_image_matrices_count_every_non_void_pixel():
 
 def test_mean_interval_over_images_matches_a_direct_bootstrap():
     """Resampling images with all their items equals drawing images and pooling their items by hand."""
-    from deconvnet.intervals import LEVEL, _resampled, mean_interval
+    from deconvnet.infer.intervals import LEVEL, _resampled, mean_interval
 
     values, groups = [0.1, 0.9, 0.5, 0.2, 0.4, 0.8, 0.3], [0, 0, 1, 2, 2, 2, 3]
     got = mean_interval(values, groups, resamples=200, seed=3)
@@ -77,7 +77,7 @@ def test_mean_interval_over_images_matches_a_direct_bootstrap():
 
 
 def test_paired_mean_difference_of_a_method_with_itself_is_exactly_zero():
-    from deconvnet.intervals import paired_mean_difference
+    from deconvnet.infer.intervals import paired_mean_difference
 
     same = paired_mean_difference([0.3, 0.5, 0.9], [0.3, 0.5, 0.9], [0, 1, 1])
     assert same == {"value": 0.0, "low": 0.0, "high": 0.0}

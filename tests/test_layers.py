@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from deconvnet.layers import pool, unpool
+from deconvnet.model.layers import pool, unpool
 
 
 def reference_unpool(x, h, w):

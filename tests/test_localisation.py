@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from deconvnet import localisation as loc
 from deconvnet.config import DataConfig, ModelConfig
 from deconvnet.data import VOCSegmentation, make_synthvoc
-from deconvnet.model import DeconvNet
+from deconvnet.explain import localisation as loc
+from deconvnet.model.network import DeconvNet
 
 
 def square_mask(h=20, w=20, top=5, left=5, side=4):
@@ -143,7 +143,7 @@ def test_localise_rows_cover_every_object_target_and_method(val):
 def test_chapter_7_figures_draw():
     import matplotlib.pyplot as plt
 
-    from deconvnet import plot
+    from deconvnet.book import plot
 
     image = torch.rand(3, 16, 16)
     maps = {"vanilla": torch.randn(2, 3, 16, 16), "gradcam": torch.rand(2, 1, 16, 16)}

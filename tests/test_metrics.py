@@ -7,7 +7,7 @@ import torch
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import jaccard_score
 
-from deconvnet.metrics import (
+from deconvnet.infer.metrics import (
     Scoreboard,
     SegmentationMetrics,
     boundary_f1,
@@ -125,7 +125,7 @@ def test_scoreboard_splits_instances_by_size():
 
 
 def test_where_and_what_separates_finding_from_naming():
-    from deconvnet.metrics import WhereAndWhat
+    from deconvnet.infer.metrics import WhereAndWhat
 
     target = torch.tensor([[0, 1, 1, 255], [0, 2, 2, 0]])
     scores = torch.zeros(3, 2, 4)
@@ -142,7 +142,7 @@ def test_scoreboard_takes_tv_tensors_without_numpy_warnings():
 
     from torchvision import tv_tensors
 
-    from deconvnet.metrics import Scoreboard
+    from deconvnet.infer.metrics import Scoreboard
 
     truth = tv_tensors.Mask(torch.zeros(8, 8, dtype=torch.int64))
     truth[2:6, 2:6] = 1

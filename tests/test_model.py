@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from deconvnet.config import ModelConfig
-from deconvnet.model import DECODER_STAGES, DeconvNet, FCN8s, build_model
+from deconvnet.model.network import DECODER_STAGES, DeconvNet, FCN8s, build_model
 
 SMALL = dict(width=0.125, input_size=96, fc_kernel=3)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deconvnet.book import chapters
+from deconvnet.book.runner import chapters
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "notebooks").glob("*.ipynb"))

@@ -1,4 +1,4 @@
-"""`make pdf`'s printer and checker (deconvnet.pdf) on a small page that Chromium prints here.
+"""`make pdf`'s printer and checker (deconvnet.book.pdf) on a small page that Chromium prints here.
 
 The whole book's PDF is made and checked by `make pdf` itself; these tests make sure the check can fail:
 a figure that a solution's dropdown hides must still be printed, and a missing figure, a figure hidden
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deconvnet.pdf import Figure, check_pdf, print_pdf
+from deconvnet.book.pdf import Figure, check_pdf, print_pdf
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><style>
   .admonition.toggle-hidden .body {{ display: none; }}

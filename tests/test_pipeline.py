@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from deconvnet.config import DataConfig, ModelConfig, Preset, TrainConfig
-from deconvnet.pipeline import trained_model
+from deconvnet.train.pipeline import trained_model
 
 TINY = Preset(
     name="tiny",
@@ -62,7 +62,7 @@ def test_recipes(dirs):
 
 def test_stage0_classifier_starts_every_recipe(dirs):
     """With ``Preset.pretrain`` every recipe starts from one cached shape classifier (stage 0)."""
-    from deconvnet.pipeline import pretrained_classifier
+    from deconvnet.train.pipeline import pretrained_classifier
 
     with pytest.raises(ValueError, match="has no stage 0"):
         pretrained_classifier(TINY, **dirs)
@@ -80,8 +80,8 @@ def test_stage0_classifier_starts_every_recipe(dirs):
 
 def test_stage0_on_imagenet_starts_from_vgg16_and_its_encoder_reaches_the_network(dirs):
     """With ImageNet's encoder and a stage 0, the classifier starts from VGG16 and hands its encoder on."""
-    from deconvnet.model import build_model
-    from deconvnet.pipeline import pretrained_classifier
+    from deconvnet.model.network import build_model
+    from deconvnet.train.pipeline import pretrained_classifier
 
     model = dataclasses.replace(TINY.model, width=1.0, pretrained=True)
     still = dataclasses.replace(TINY.stage1, iterations=1, lr=1e-12)  # a step that leaves the weights as they were

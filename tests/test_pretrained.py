@@ -4,16 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from deconvnet import pretrained
 from deconvnet.config import ModelConfig
-from deconvnet.model import DeconvNet
-from deconvnet.pretrained import (
-    KERAS_BGR_MEAN,
-    ImageNetVGG16,
-    load_vgg16_encoder,
-    load_vgg16_weights,
-    onnx_weights_path,
-)
+from deconvnet.explain.imagenet import ImageNetVGG16
+from deconvnet.model import pretrained
+from deconvnet.model.network import DeconvNet
+from deconvnet.model.pretrained import KERAS_BGR_MEAN, load_vgg16_encoder, load_vgg16_weights, onnx_weights_path
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 
-from deconvnet import probe
-from deconvnet.metrics import VOID
-from deconvnet.model import DeconvNet
+from deconvnet.explain import probe
+from deconvnet.infer.metrics import VOID
+from deconvnet.model.network import DeconvNet
 
 K = 5  # background + 4 object classes
 

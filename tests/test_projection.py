@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deconvnet import projection, saliency
 from deconvnet.config import ModelConfig
-from deconvnet.layers import Pool, pool, unpool
-from deconvnet.model import DeconvNet, VGGEncoder
+from deconvnet.explain import projection, saliency
+from deconvnet.model.layers import Pool, pool, unpool
+from deconvnet.model.network import DeconvNet, VGGEncoder
 
 
 def small_encoder() -> VGGEncoder:
@@ -142,8 +142,8 @@ def test_models_with_an_encoder_and_bad_input():
 
 def test_imagenet_vgg16_projection_on_real_photos():
     """The chapter 2 use: a conv5_3 channel's strongest unit on two photos, projected back (Z&F Fig. 2)."""
-    from deconvnet.classifier import preprocess
-    from deconvnet.pretrained import imagenet_vgg16
+    from deconvnet.explain.classifier import preprocess
+    from deconvnet.explain.imagenet import imagenet_vgg16
 
     vgg = imagenet_vgg16()
     images = torch.cat([preprocess(skimage.data.chelsea()), preprocess(skimage.data.coffee())])

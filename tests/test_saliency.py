@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from captum.attr import Deconvolution, GuidedBackprop, GuidedGradCam, LayerGradCam, Saliency
 from torch import nn
 
-from deconvnet import saliency
+from deconvnet.explain import saliency
 
 pytestmark = [  # captum's notices, given at every call
     pytest.mark.filterwarnings("ignore:Setting backward hooks"),

@@ -8,9 +8,10 @@ import pytest
 from PIL import Image
 from segment_stubs import ColourStub, scene
 
-from deconvnet import __main__ as cli
-from deconvnet import datasets, pipeline
 from deconvnet.__main__ import main
+from deconvnet.cli import segment
+from deconvnet.data import datasets
+from deconvnet.train import pipeline
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def stub_models(monkeypatch):
 
     monkeypatch.setattr(pipeline, "trained_model", fake_trained_model)
     monkeypatch.setattr(datasets, "voc_root", lambda preset: None)
-    monkeypatch.setattr(cli, "_class_names", lambda root, nets: ["background", "red", "blue"])
+    monkeypatch.setattr(segment, "_class_names", lambda root, nets: ["background", "red", "blue"])
     return asked
 
 
@@ -33,7 +34,7 @@ def write(path, array, mode=None):
 
 
 def test_segment_writes_labels_and_overlay(stub_models, tmp_path, capsys, monkeypatch):
-    from deconvnet.book import RESULTS_ENV
+    from deconvnet.book.page import RESULTS_ENV
 
     monkeypatch.setenv(RESULTS_ENV, str(tmp_path / "results"))  # chapter 6 has tuned no CRF for quick here
     image, truth, _ = scene()
@@ -152,7 +153,7 @@ def test_first_run_says_what_it_will_train_how_long_and_how_to_pick_quick(stub_m
     err = capsys.readouterr().err
     assert err.startswith("deconvnet segment: the cpu preset has not made everything this needs yet, so it will "
                           "now make its 2,800 SynthVOC scenes and their proposals and train the stage-0 shape "
-                          "classifier, deconvnet stage 1, deconvnet stage 2, fcn8s stage 1, fcn8s stage 2 (roughly")
+                          "classifier, deconvnet stage 1, deconvnet stage 2, fcn8s stage 1, fcn8s stage 2 (about an hour")
     assert "add --preset quick" in err and err.count("\n") == 1
     assert stub_models == ["deconvnet", "fcn8s"], "the notice comes first, then the (stubbed) training"
 
@@ -163,16 +164,16 @@ def test_nothing_is_announced_when_everything_is_on_disk(tmp_path):
 
     preset = get_preset("quick")
     runs, data = tmp_path / "runs", tmp_path / "data"
-    assert "--preset quick" not in cli.training_notice(preset, ["fcn8s"], runs, data)
-    for _, run_dir in cli.needed_runs(preset, ["fcn8s"], runs):
+    assert "--preset quick" not in segment.training_notice(preset, ["fcn8s"], runs, data)
+    for _, run_dir in pipeline.needed_runs(preset, ["fcn8s"], runs):
         run_dir.mkdir(parents=True)
         (run_dir / "final.pt").write_bytes(b"")
-    assert "make its 208 SynthVOC scenes" in cli.training_notice(preset, ["fcn8s"], runs, data)
-    assert "train" not in cli.training_notice(preset, ["fcn8s"], runs, data).split("(")[0]
+    assert "make its 208 SynthVOC scenes" in segment.training_notice(preset, ["fcn8s"], runs, data)
+    assert "train" not in segment.training_notice(preset, ["fcn8s"], runs, data).split("(")[0]
     tree = data / "synthvoc-quick" / "VOCdevkit" / "VOC2012"
     tree.mkdir(parents=True)
     (tree / METADATA).write_text("{}")
-    assert cli.training_notice(preset, ["fcn8s"], runs, data) is None
+    assert segment.training_notice(preset, ["fcn8s"], runs, data) is None
 
 
 @pytest.mark.parametrize("name", ["quick", "cpu"])
@@ -190,16 +191,16 @@ def test_the_announced_runs_are_those_trained_model_uses(tmp_path, monkeypatch, 
     preset = get_preset(name)
     for kind in ("deconvnet", "fcn8s"):
         pipeline.trained_model(preset, kind=kind, runs=tmp_path / "runs")
-    assert sorted(set(used)) == sorted({run_dir for _, run_dir in cli.needed_runs(preset, ["deconvnet", "fcn8s"],
+    assert sorted(set(used)) == sorted({run_dir for _, run_dir in pipeline.needed_runs(preset, ["deconvnet", "fcn8s"],
                                                                                   tmp_path / "runs")})
 
 
 def test_crf_alone_means_chapter_6s_tuned_setting_for_this_preset(stub_models, tmp_path, capsys, monkeypatch):
     import json
 
-    from deconvnet.book import RESULTS_ENV
+    from deconvnet.book.page import RESULTS_ENV
+    from deconvnet.cli.segment import tuned_crf
     from deconvnet.config import CRFParams, get_preset
-    from deconvnet.ensemble import tuned_crf
 
     path = write(tmp_path / "shapes.png", scene()[0])
     results = tmp_path / "results"

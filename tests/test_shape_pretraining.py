@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from deconvnet.config import ModelConfig
-from deconvnet.model import DeconvNet, FCN8s
-from deconvnet.shape_pretraining import ObjectCrops, ShapeClassifier, crop_accuracy, transfer_pretrained
+from deconvnet.model.network import DeconvNet, FCN8s
+from deconvnet.train.stage0 import ObjectCrops, ShapeClassifier, crop_accuracy, transfer_pretrained
 
 CFG = ModelConfig(width=0.0625, input_size=64, fc_kernel=2, pretrained=False)
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from deconvnet.book.study import dense, describe, load_study, point, preset_changes, scored, sparse
 from deconvnet.config import get_preset
-from deconvnet.study import dense, describe, load_study, point, preset_changes, scored, sparse
 
 
 def _point(crops, skill, seed=0, n=40):

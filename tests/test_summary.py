@@ -7,8 +7,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from deconvnet.config import get_preset
-from deconvnet.model import build_model
-from deconvnet.summary import format_table, group_totals, layer_table
+from deconvnet.model.network import build_model
+from deconvnet.model.summary import format_table, group_totals, layer_table
 
 
 @pytest.mark.parametrize("kind", ["deconvnet", "fcn8s"])

@@ -10,11 +10,11 @@ import pytest
 import torch
 from tiny_training import MODEL, Squares, config, model
 
-from deconvnet import train as engine
-from deconvnet.checkpoint import cache_key, load_checkpoint, save_checkpoint, signature
-from deconvnet.distributed import World
-from deconvnet.model import DeconvNet
-from deconvnet.train import StepBatches, pixel_loss, train
+from deconvnet.model.network import DeconvNet
+from deconvnet.train import engine
+from deconvnet.train.checkpoint import cache_key, load_checkpoint, save_checkpoint, signature
+from deconvnet.train.distributed import World
+from deconvnet.train.engine import StepBatches, pixel_loss, train
 
 
 def weights(m):
@@ -86,7 +86,7 @@ def test_cache_key_changes_with_config_and_code(monkeypatch):
     a = cache_key(model=MODEL, train=config())
     assert a == cache_key(model=MODEL, train=config())
     assert a != cache_key(model=MODEL, train=config(lr=0.1))
-    monkeypatch.setattr("deconvnet.checkpoint.code_hash", lambda: "edited")
+    monkeypatch.setattr("deconvnet.train.checkpoint.code_hash", lambda: "edited")
     assert a != cache_key(model=MODEL, train=config())
 
 

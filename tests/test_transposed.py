@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deconvnet import transposed
-from deconvnet.model import DeconvNet
+from deconvnet.model import transposed
+from deconvnet.model.network import DeconvNet
 
 
 def inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deconvnet.layers import pool, unpool
-from deconvnet.model import DeconvNet
-from deconvnet.variants import HOWS, Upsample, fixed_switches, upsample, without_switches
+from deconvnet.model.layers import pool, unpool
+from deconvnet.model.network import DeconvNet
+from deconvnet.model.variants import HOWS, Upsample, fixed_switches, upsample, without_switches
 
 
 def loop_fixed(pooled: torch.Tensor, h: int, w: int) -> torch.Tensor:

@@ -22,11 +22,13 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from deconvnet import __main__ as cli
-from deconvnet import book, datasets, pipeline
 from deconvnet.__main__ import main
+from deconvnet.book import runner
+from deconvnet.cli import segment
 from deconvnet.config import get_preset
+from deconvnet.data import datasets
 from deconvnet.data.voc import VOC_CLASSES, voc_colormap
+from deconvnet.train import pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = ((131, 97), (97, 127), (143, 111))  # (w, h): odd, neither side a multiple of 32, portrait and landscape
@@ -194,7 +196,7 @@ def test_the_cache_keys_carry_the_datas_identity(tiny_tree, monkeypatch, tmp_pat
 
     def keys():
         datasets._checked_from_env.cache_clear()
-        return [run_dir.name for _, run_dir in cli.needed_runs(preset, ["deconvnet", "fcn8s"], runs)]
+        return [run_dir.name for _, run_dir in pipeline.needed_runs(preset, ["deconvnet", "fcn8s"], runs)]
 
     synthvoc = keys()
     datasets.use_voc(devkit)
@@ -239,20 +241,20 @@ def test_chapters_read_the_real_tree_and_train_on_vocs_and_sbds_labels(tiny_tree
 def test_the_notice_of_segment_counts_a_real_trees_missing_proposals(tiny_tree, tmp_path):
     devkit, release = tiny_tree
     datasets.use_voc(devkit, release)
-    notice = cli.training_notice(get_preset("quick"), ["deconvnet"], tmp_path / "runs", tmp_path / "data")
+    notice = segment.training_notice(get_preset("quick"), ["deconvnet"], tmp_path / "runs", tmp_path / "data")
     assert ("compute the proposals of 9 images of PASCAL VOC 2012 + SBD and train the stage-0 shape classifier, "
             "deconvnet stage 1") in notice
 
 
 def test_the_provenance_names_the_dataset(tmp_path):
-    entry = book.provenance("quick", 1.0, data="PASCAL VOC 2012 (1,464 train, 1,449 val images)")
+    entry = runner.provenance("quick", 1.0, data="PASCAL VOC 2012 (1,464 train, 1,449 val images)")
     old = {k: v for k, v in entry.items() if k != "data"}  # recorded before the data was
-    book.update_manifest("04_two_stage_training", entry, results=tmp_path / "results")
-    book.update_manifest("05_aggregation", old, results=tmp_path / "results")
+    runner.update_manifest("04_two_stage_training", entry, results=tmp_path / "results")
+    runner.update_manifest("05_aggregation", old, results=tmp_path / "results")
     page = (tmp_path / "provenance.md").read_text()
     assert "| 04_two_stage_training | quick | PASCAL VOC 2012 (1,464 train, 1,449 val images) |" in page
     assert "| 05_aggregation | quick | SynthVOC (generated) |" in page
-    assert "on PASCAL VOC 2012 (1,464 train, 1,449 val images), on " in book._provenance_cell(entry).source
+    assert "on PASCAL VOC 2012 (1,464 train, 1,449 val images), on " in runner._provenance_cell(entry).source
 
 
 def test_make_passes_voc_and_sbd_to_the_runner():
@@ -284,15 +286,15 @@ def test_every_chapter_executes_on_a_tiny_voc_tree_with_sbd(tmp_path, no_voc_env
         print(f"whole book on the tiny VOC tree: {time.perf_counter() - start:.0f} s")
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         written = [line.split(" -> ")[-1] for line in done.stdout.splitlines() if " -> " in line]
-        assert written == [str(c.target) for c in book.chapters(out=pages)], "pages go to --out, not to book/"
+        assert written == [str(c.target) for c in runner.chapters(out=pages)], "pages go to --out, not to book/"
         assert (ROOT / "book" / "results" / "manifest.json").read_bytes() == manifest_before
 
         data = "PASCAL VOC 2012 + SBD (32 train, 18 val images)"  # 26 + SBD's 6 (its copies of VOC's stay out)
         manifest = json.loads((pages / "results" / "manifest.json").read_text())
-        assert list(manifest) == [c.name for c in book.chapters()], "every chapter ran"
+        assert list(manifest) == [c.name for c in runner.chapters()], "every chapter ran"
         assert {e["data"] for e in manifest.values()} == {data}
         assert f"| {data} |" in (pages / "provenance.md").read_text()
-        for chapter in book.chapters(out=pages):
+        for chapter in runner.chapters(out=pages):
             note = nbformat.read(chapter.target, as_version=4).cells[1]
             assert "provenance" in note.metadata["tags"] and f"on {data}, on " in note.source
         ensemble = json.loads((pages / "results" / "06_ensemble.json").read_text())
@@ -305,7 +307,7 @@ def test_every_chapter_executes_on_a_tiny_voc_tree_with_sbd(tmp_path, no_voc_env
         trained = {p.parent.name for p in (runs / "quick").glob("*/final.pt")}
         os.environ[datasets.VOC_ENV], os.environ[datasets.SBD_ENV] = str(real.voc), str(real.sbd)
         try:
-            expected = {d.name for _, d in cli.needed_runs(get_preset("quick"), ["deconvnet", "fcn8s"], runs)}
+            expected = {d.name for _, d in pipeline.needed_runs(get_preset("quick"), ["deconvnet", "fcn8s"], runs)}
         finally:
             del os.environ[datasets.VOC_ENV], os.environ[datasets.SBD_ENV]
         assert expected <= trained, "the models were trained under keys that carry the tree's identity"

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from deconvnet.config import ModelConfig, TrainConfig
-from deconvnet.model import DeconvNet
+from deconvnet.model.network import DeconvNet
 
 MODEL = ModelConfig(width=0.0625, input_size=64, fc_kernel=1, pretrained=False, num_classes=3)
 
@@ -52,7 +52,7 @@ def model():
 
 
 if __name__ == "__main__":  # torchrun worker: python tiny_training.py RUN_DIR OUT.json
-    from deconvnet.train import train
+    from deconvnet.train.engine import train
 
     history = train(model(), Squares(), config(accumulate=1), Path(sys.argv[1]), device=torch.device("cpu"))
     if torch.distributed.get_rank() == 0:

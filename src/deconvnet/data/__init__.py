@@ -14,11 +14,19 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..config import DataConfig
-from .proposals import cached_proposals, proposal_recall, selective_search
-from .samples import Stage1Crops, Stage2Windows, context_window
-from .synthvoc import make_synthvoc
-from .voc import METADATA, VOC_CLASSES, VOID, VOCSegmentation, class_and_scale_stats, tree_base, voc_colormap
+from deconvnet.config import DataConfig
+from deconvnet.data.proposals import cached_proposals, proposal_recall, selective_search
+from deconvnet.data.samples import Stage1Crops, Stage2Windows, context_window
+from deconvnet.data.synthvoc import make_synthvoc
+from deconvnet.data.voc import (
+    METADATA,
+    VOC_CLASSES,
+    VOID,
+    VOCSegmentation,
+    class_and_scale_stats,
+    tree_base,
+    voc_colormap,
+)
 
 __all__ = [
     "VOC_CLASSES", "VOID", "Stage1Crops", "Stage2Windows", "VOCSegmentation", "cached_proposals",

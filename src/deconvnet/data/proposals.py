@@ -24,8 +24,8 @@ import torch
 from torchvision.ops import box_iou
 from tqdm import tqdm  # the plain bar: notebooks capture stderr, and widgets need ipywidgets
 
-from ..config import DataConfig
-from .voc import VOCSegmentation, _read_image
+from deconvnet.config import DataConfig
+from deconvnet.data.voc import VOCSegmentation, _read_image
 
 RANK_SEED = 0  # C rand() restarts here for every image, so selective search's ranking repeats
 

@@ -26,8 +26,8 @@ from torchvision import tv_tensors
 from torchvision.ops import box_iou
 from torchvision.transforms.v2 import functional as F
 
-from ..config import DataConfig
-from .voc import VOID, VOCSegmentation, instances_from_masks
+from deconvnet.config import DataConfig
+from deconvnet.data.voc import VOID, VOCSegmentation, instances_from_masks
 
 PAD_RGB = (124, 116, 104)  # ImageNet mean colour: padding that normalises to ~0, i.e. "no signal"
 

@@ -29,10 +29,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm  # the plain bar: notebooks capture stderr, and widgets need ipywidgets
 
-from ..config import DataConfig
-from .materials import CLASS_FAMILY, texture
-from .shapes import SHAPE_NAMES, draw_shape, shape_extent, shape_transform
-from .voc import METADATA, VOID, save_index_png
+from deconvnet.config import DataConfig
+from deconvnet.data.materials import CLASS_FAMILY, texture
+from deconvnet.data.shapes import SHAPE_NAMES, draw_shape, shape_extent, shape_transform
+from deconvnet.data.voc import METADATA, VOID, save_index_png
 
 VERSION = 2  # bump when the drawing changes, so that trees made by older code are regenerated
 # v2: objects made of per-class materials (v1: patches of the background photos, so only the outline told)

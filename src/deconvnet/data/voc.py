@@ -221,7 +221,7 @@ class VOCSegmentation(Dataset):
         self.ids = _read_ids(self.root / "ImageSets" / "Segmentation" / f"{split}.txt")
         self.sbd: Path | None = None
         if sbd_root is not None:
-            from .sbd import add_sbd_ids
+            from deconvnet.data.sbd import add_sbd_ids
 
             self.sbd, self.ids = add_sbd_ids(self.root, self.ids, Path(sbd_root), split)
         self._check_files()
@@ -259,7 +259,7 @@ class VOCSegmentation(Dataset):
         """Class map and instance map ``(H, W)`` uint8 of sample ``i``, checked against its image's size."""
         image_id = self.ids[i]
         if self._sbd_only(image_id):
-            from .sbd import read_sbd_masks
+            from deconvnet.data.sbd import read_sbd_masks
 
             cls, obj = read_sbd_masks(self.sbd, image_id)
         else:
