@@ -4,12 +4,12 @@ import math
 
 import pytest
 import torch
+from deconvnet.model.network.network import DeconvNet
 from torch import nn
 
 from deconvnet.config import DataConfig, ModelConfig
 from deconvnet.data import VOCSegmentation, make_synthvoc
 from deconvnet.explain import localisation as loc
-from deconvnet.model.network import DeconvNet
 
 
 def square_mask(h=20, w=20, top=5, left=5, side=4):
@@ -143,7 +143,7 @@ def test_localise_rows_cover_every_object_target_and_method(val):
 def test_chapter_7_figures_draw():
     import matplotlib.pyplot as plt
 
-    from deconvnet.book import plot
+    from deconvnet.book.runner import plot
 
     image = torch.rand(3, 16, 16)
     maps = {"vanilla": torch.randn(2, 3, 16, 16), "gradcam": torch.rand(2, 1, 16, 16)}
@@ -178,3 +178,57 @@ def test_summary_table_means_per_method():
     assert math.isnan(table.loc["uniform", "pointing, absent class"])
     with pytest.raises(ValueError, match="no rows"):
         loc.summary_table(rows, "box")
+
+
+def pointing_rows(hits: dict[str, list[float]], objects_per_image: int = 2) -> list[dict]:
+    """Image-target rows: ``hits[name][i]`` for object i, objects grouped ``objects_per_image`` to a scene."""
+    rows = []
+    for name, values in hits.items():
+        for i, hit in enumerate(values):
+            for used in ("own",) if name in loc.BASELINES else ("own", "other"):
+                rows.append(dict(target="image", method=name, class_used=used, image=f"scene{i // objects_per_image}",
+                                 object=i % objects_per_image, hit=hit if used == "own" else 1 - hit))
+    return rows
+
+
+def test_pointing_intervals_pair_by_object_and_read_the_verdict_from_the_difference():
+    n = 10
+    always, never = [1.0] * n, [0.0] * n
+    result = loc.pointing_intervals(pointing_rows({"gradcam": always, "centre Gaussian": never, "uniform": never}))
+    assert result["objects"] == n and result["images"] == n // 2 and result["best"] == "gradcam"
+    assert result["hit"]["gradcam"] == {"value": 1.0, "low": 1.0, "high": 1.0}
+    d = result["difference"]["gradcam"]
+    assert d == {"value": 1.0, "low": 1.0, "high": 1.0}  # every resample: +1, a degenerate interval
+    assert result["verdict"]["gradcam"] == "supported"
+    # the absent class's rows (1 - hit here) are compared with the same baseline rows
+    absent = loc.pointing_intervals(pointing_rows({"gradcam": always, "centre Gaussian": never, "uniform": never}),
+                                    class_used="other")
+    assert absent["difference"]["gradcam"]["value"] == 0.0 and absent["verdict"]["gradcam"] == "inconclusive"
+
+    # identical to the better baseline: no difference, whatever the resample, so nothing can be claimed
+    mixed = [1.0, 0.0, 0.5, 1.0, 0.0, 0.0, 1.0, 0.25, 0.0, 1.0]
+    same = loc.pointing_intervals(pointing_rows({"gradcam": mixed, "vanilla": never, "centre Gaussian": mixed,
+                                                 "uniform": never}))
+    assert same["baseline"] == "centre Gaussian"  # the better of the two baselines
+    assert same["difference"]["gradcam"] == {"value": 0.0, "low": 0.0, "high": 0.0}
+    assert same["verdict"]["gradcam"] == "inconclusive"
+    assert same["verdict"]["vanilla"] == "not supported"  # never hits, where the baseline often does
+    hit = same["hit"]["gradcam"]
+    assert hit["value"] == pytest.approx(sum(mixed) / n) and hit["low"] < hit["value"] < hit["high"]
+
+
+def test_pointing_intervals_resample_scenes_not_objects():
+    # two objects per scene that always agree: resampling scenes gives a wider interval than 2n independent objects
+    hits = [1.0, 1.0, 0.0, 0.0] * 5
+    scenes = loc.pointing_intervals(pointing_rows({"gradcam": hits, "uniform": [0.0] * 20}, 2))["hit"]["gradcam"]
+    objects = loc.pointing_intervals(pointing_rows({"gradcam": hits, "uniform": [0.0] * 20}, 1))["hit"]["gradcam"]
+    assert scenes["value"] == objects["value"] == 0.5
+    assert scenes["high"] - scenes["low"] > objects["high"] - objects["low"]
+
+
+def test_pointing_intervals_refuse_unpaired_rows():
+    rows = pointing_rows({"gradcam": [1.0, 0.0], "uniform": [0.0, 0.0]})
+    with pytest.raises(ValueError, match="paired"):
+        loc.pointing_intervals([r for r in rows if not (r["method"] == "gradcam" and r["object"] == 1)])
+    with pytest.raises(ValueError, match="no rows"):
+        loc.pointing_intervals(rows, "mask")

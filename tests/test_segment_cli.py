@@ -153,7 +153,8 @@ def test_first_run_says_what_it_will_train_how_long_and_how_to_pick_quick(stub_m
     err = capsys.readouterr().err
     assert err.startswith("deconvnet segment: the cpu preset has not made everything this needs yet, so it will "
                           "now make its 2,800 SynthVOC scenes and their proposals and train the stage-0 shape "
-                          "classifier, deconvnet stage 1, deconvnet stage 2, fcn8s stage 1, fcn8s stage 2 (about an hour")
+                          "classifier, deconvnet stage 1, deconvnet stage 2, fcn8s stage 1, fcn8s stage 2 "
+                          "(about an hour")
     assert "add --preset quick" in err and err.count("\n") == 1
     assert stub_models == ["deconvnet", "fcn8s"], "the notice comes first, then the (stubbed) training"
 

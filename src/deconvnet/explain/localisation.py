@@ -12,6 +12,8 @@ The methods of ``saliency`` make pictures; this module turns pictures into numbe
   strided convolutions leave in deconvnet maps.
 * ``localise`` - all of it over the objects of a segmentation data set, for a segmentation network
   (Noh et al. 2015's DeconvNet, whose scores are maps; ``saliency``'s ``region`` picks the pixels explained).
+* ``pointing_intervals`` - ``localise``'s hit rates with bootstrap intervals, and each method's paired
+  difference from the better baseline with the verdict read from its interval.
 
 Maps are ``(H, W)``; ``to_2d`` makes one from a method's output ``(C, H, W)`` by summing the channels (a
 pixel's total attribution; Grad-CAM's single channel is left as it is).
@@ -27,7 +29,8 @@ from scipy import ndimage
 
 from deconvnet.data.voc import instances_from_masks
 from deconvnet.explain import saliency
-from deconvnet.infer.whole import pad_image, padded_size, to_tensor
+from deconvnet.infer.whole import intervals
+from deconvnet.infer.whole.whole import pad_image, padded_size, to_tensor
 
 
 def to_2d(attribution: torch.Tensor) -> torch.Tensor:
@@ -262,3 +265,46 @@ def summary_table(rows: list[dict], target: str):
     })
     order = [m for m in (*METHODS, *BASELINES) if m in table.index]
     return table.reindex(order)
+
+
+def pointing_intervals(rows: list[dict], target: str = "image", *, class_used: str = "own",
+                       resamples: int = intervals.RESAMPLES, seed: int = 0) -> dict:
+    """Pointing-game hit rates of ``localise``'s rows with 95% bootstrap intervals, and each method against the
+    better baseline (chapter 7, "do the maps find the object?").
+
+    Rows are paired by object, ``(image, object)``: every method and baseline must have scored the same
+    objects. The bootstrap resamples *images* (``intervals.mean_interval`` with ``groups``), since the
+    objects of one scene share its network pass and are not independent. The better baseline is the one of
+    ``BASELINES`` with the higher hit rate; each method's difference from it is a paired bootstrap
+    (``intervals.paired_mean_difference``) and its verdict (``intervals.verdict``) reads the claim "the
+    method points at the object more often than a map that never looks at the image".
+
+    Returns ``{"objects", "images", "hit": {name: interval}, "baseline": name, "best": method,
+    "difference": {method: interval}, "verdict": {method: word}}`` (intervals as ``{"value", "low",
+    "high"}``); baselines are always scored for the object's own class, so ``class_used="other"`` pairs
+    the absent-class hits with the same baseline rows.
+    """
+    picked = [r for r in rows if r["target"] == target]
+    if not picked:
+        raise ValueError(f"no rows for target {target!r}")
+    hits: dict[str, dict] = {}  # name -> {(image, object): hit}
+    for r in picked:
+        if r["method"] in BASELINES or r["class_used"] == class_used:
+            hits.setdefault(r["method"], {})[(r["image"], r["object"])] = float(r["hit"])
+    baselines = [b for b in BASELINES if b in hits]
+    methods = [m for m in METHODS if m in hits]
+    if not baselines or not methods:
+        raise ValueError(f"need at least one method and one baseline; got {sorted(hits)}")
+    keys = list(hits[baselines[0]])  # the objects, in the rows' order
+    for name, per_object in hits.items():
+        if set(per_object) != set(keys):
+            raise ValueError(f"{name} scored other objects than {baselines[0]}: the comparison must be paired")
+    groups = [image for image, _ in keys]
+    values = {name: [hits[name][k] for k in keys] for name in (*methods, *baselines)}
+    kw = dict(resamples=resamples, seed=seed)
+    hit = {name: intervals.mean_interval(v, groups, **kw) for name, v in values.items()}
+    better = max(baselines, key=lambda b: hit[b]["value"])
+    difference = {m: intervals.paired_mean_difference(values[m], values[better], groups, **kw) for m in methods}
+    return {"objects": len(keys), "images": len(set(groups)), "hit": hit, "baseline": better,
+            "best": max(methods, key=lambda m: hit[m]["value"]), "difference": difference,
+            "verdict": {m: intervals.verdict(d, predicts="positive") for m, d in difference.items()}}
