@@ -143,7 +143,7 @@ def test_localise_rows_cover_every_object_target_and_method(val):
 def test_chapter_7_figures_draw():
     import matplotlib.pyplot as plt
 
-    from deconvnet.book.runner import plot
+    from deconvnet.book import plot
 
     image = torch.rand(3, 16, 16)
     maps = {"vanilla": torch.randn(2, 3, 16, 16), "gradcam": torch.rand(2, 1, 16, 16)}

@@ -254,10 +254,11 @@ class ExplainConfig:
     probe_fit_images: int = 40  # train images whose pixels fit the linear probes (ch. 3)
     probe_eval_images: int = 60  # val images that score them; full-width maps: ~3 min on 2 cores at 224 px
     probe_pixels_per_image: int = 1000  # pixels sampled per fitting image, so every image weighs the same
+    pointing_objects: int = 200  # objects the pointing game scores (ch. 7): full width, ~1 s per method and object
 
     def __post_init__(self) -> None:
         counts = (self.projection_side, self.projection_photos, self.projection_per_channel,
-                  self.probe_fit_images, self.probe_eval_images, self.probe_pixels_per_image)
+                  self.probe_fit_images, self.probe_eval_images, self.probe_pixels_per_image, self.pointing_objects)
         if min(counts) < 1 or any(n < 1 for _, n in self.projection_channels):
             raise ValueError(f"invalid ExplainConfig {self}: every count must be >= 1")
 
@@ -310,7 +311,7 @@ PRESETS: dict[str, Preset] = {
         explain=ExplainConfig(projection_side=128, projection_photos=5,
                               projection_channels=(("conv5_3", 3), ("conv4_3", 1), ("conv3_3", 1)),
                               projection_per_channel=3, probe_fit_images=12, probe_eval_images=16,
-                              probe_pixels_per_image=500),
+                              probe_pixels_per_image=500, pointing_objects=12),
     ),
     "cpu": Preset(
         name="cpu",
@@ -336,6 +337,8 @@ PRESETS: dict[str, Preset] = {
         # over 8 settings, the spatial stds scaled to these 224 px images (the release's 20 px is for 500 px)
         infer=InferConfig(eval_images=40, tune_images=16, crf_weights=(5.0, 10.0), crf_sxy=(10.0, 20.0),
                           crf_srgb=(3.0, 10.0)),
+        # 32 objects for the pointing game: a hit rate's interval about +-15 points, ~3 minutes of chapter 7
+        explain=ExplainConfig(pointing_objects=32),
     ),
     "paper": Preset(
         name="paper",
