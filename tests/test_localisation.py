@@ -4,12 +4,12 @@ import math
 
 import pytest
 import torch
-from deconvnet.model.network.network import DeconvNet
 from torch import nn
 
 from deconvnet.config import DataConfig, ModelConfig
 from deconvnet.data import VOCSegmentation, make_synthvoc
 from deconvnet.explain import localisation as loc
+from deconvnet.model.network import DeconvNet
 
 
 def square_mask(h=20, w=20, top=5, left=5, side=4):

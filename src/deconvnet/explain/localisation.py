@@ -29,8 +29,8 @@ from scipy import ndimage
 
 from deconvnet.data.voc import instances_from_masks
 from deconvnet.explain import saliency
-from deconvnet.infer.whole import intervals
-from deconvnet.infer.whole.whole import pad_image, padded_size, to_tensor
+from deconvnet.infer import intervals
+from deconvnet.infer.whole import pad_image, padded_size, to_tensor
 
 
 def to_2d(attribution: torch.Tensor) -> torch.Tensor:
