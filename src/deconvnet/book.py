@@ -176,6 +176,16 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+def shown_path(path: str | Path) -> str:
+    """``path`` as a page may print it: relative to the repository or to the data home (``DECONVNET_HOME``)
+    when inside one, else its file name; never a machine's absolute path (chapter 4's data cell)."""
+    path = Path(path).absolute()
+    for root in (ROOT, work_root()):
+        if path.is_relative_to(root):
+            return str(path.relative_to(root))
+    return path.name
+
+
 def _provenance_cell(entry: dict):
     import nbformat
 

@@ -6,8 +6,25 @@ Used in chapters 4, 5 and 6.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import torch
+
+
+@contextmanager
+def quiet_even_same_padding() -> Iterator[None]:
+    """Silence PyTorch's one note that a "same"-padded convolution with an even kernel pads a copy of its input.
+
+    FCN-8s's fc6 is such a convolution under the presets with ``fc_kernel=2``: the copy costs a little time
+    and changes no number, so the note only cluttered the pages. Around the whole-image pass
+    (``segment_whole``, chapters 4-6) and the layer table's forward pass (``summary.layer_rows``, chapter 1).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths", category=UserWarning)
+        yield
 
 
 def padded_size(h: int, w: int, least: int) -> tuple[int, int]:
@@ -45,6 +62,7 @@ def segment_whole(model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
     uses its running statistics.
     """
     h, w = image.shape[-2:]
-    scores = model(pad_image(model, image)[None])  # (1, C, ph, pw)
+    with quiet_even_same_padding():
+        scores = model(pad_image(model, image)[None])  # (1, C, ph, pw)
     return scores[0, :, :h, :w].float()
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
+from .infer import quiet_even_same_padding
 from .layers import Pool, Unpool
 
 
@@ -76,7 +77,7 @@ def layer_rows(model: nn.Module, input_size: tuple[int, int]) -> list[LayerRow]:
     watched = (nn.Conv2d, nn.ConvTranspose2d, Pool, Unpool)
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, watched)]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), quiet_even_same_padding():
             model.eval()(torch.rand(1, 3, *input_size))
     finally:
         for h in handles:
