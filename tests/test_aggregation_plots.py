@@ -34,3 +34,17 @@ def test_aggregation_figures_draw():
     for f in figures:
         f.canvas.draw()
         plt.close(f)
+
+
+def test_label_map_figures_name_the_classes_they_show():
+    image, truth, boxes = scene()
+    classes = [f"class {c}" for c in range(21)]
+    result = segment_instances(ColourStub(), image, DATA, InferConfig(top_n=3), proposals=boxes, snapshots=(1, 3))
+    shown = np.unique(truth[truth < 255]).tolist()
+    for fig in (plot.filling_in(image, truth, result.snapshots, result.windows, classes=classes),
+                plot.prediction_grid([image], [truth], {"truth again": [truth]}, classes=classes)):
+        (legend,) = fig.legends
+        names = [t.get_text() for t in legend.get_texts()]
+        assert set(names) >= {classes[c] for c in shown} and "class 255" not in names  # void has no entry
+        plt.close(fig)
+    assert not plot.prediction_grid([image], [truth], {"truth again": [truth]}).legends  # no names, no legend

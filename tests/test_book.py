@@ -131,3 +131,10 @@ def test_show_code_is_the_package_source_headed_by_its_file():
     shown = show_code(pool, unpool).data
     assert shown.startswith("# src/deconvnet/model/layers.py\ndef pool(")
     assert inspect.getsource(unpool).rstrip() in shown and shown.count("# src/deconvnet/model/layers.py") == 2
+
+
+def test_shown_path_never_prints_a_machines_folder(tmp_path):
+    from deconvnet.book.page import ROOT, shown_path
+
+    assert shown_path(ROOT / "book" / "intro.md") == "book/intro.md"
+    assert shown_path(tmp_path / "out" / "figure.png") == "figure.png"

@@ -3,6 +3,7 @@
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+import torch
 
 from deconvnet.book import plot
 from deconvnet.config import DataConfig
@@ -34,3 +35,22 @@ def test_gallery_figures_draw(train):
     for f in figures:
         f.canvas.draw()
         plt.close(f)
+
+
+def test_architecture_labels_do_not_overlap():
+    from deconvnet.config import get_preset
+    from deconvnet.model.summary import layer_table
+
+    fig = plot.architecture_diagram(layer_table(get_preset("paper").model))
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in fig.axes[0].texts if t.get_text()]
+    assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+    plt.close(fig)
+
+
+def test_long_sample_titles_are_wrapped():
+    image, label = np.zeros((3, 16, 16), np.float32), np.arange(16 * 16).reshape(16, 16) % 6
+    fig = plot.sample_gallery([(torch.from_numpy(image), torch.from_numpy(label))], [0],
+                              ["background", "disk", "ring", "triangle", "ladder", "hourglass"])
+    assert "\n" in fig.axes[0].get_title()
+    plt.close(fig)

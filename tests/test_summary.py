@@ -37,3 +37,14 @@ def test_paper_table_matches_the_release():
     assert round(sum(gmacs.values()), 1) == 32.7
     assert rows[names.index("fc7")].output_shape == (4096, 1, 1)
     assert "251,805,653" in format_table(rows)
+
+
+def test_the_even_kernel_padding_note_stays_off_the_page():
+    """PyTorch warns once per process, so a fresh one: chapter 1's table of FCN-8s (fc_kernel=2, "same")."""
+    import subprocess
+    import sys
+
+    code = "from deconvnet.config import get_preset; from deconvnet.model.summary import layer_table; " \
+           "layer_table(get_preset('cpu').model, 'fcn8s')"
+    run = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, check=True)
+    assert "even kernel lengths" not in run.stderr

@@ -7,6 +7,15 @@ named in ``_config.yml``.
 """
 
 from deconvnet.book.extension import setup
-from deconvnet.book.page import glue_text, load_result, results_dir, save_result, show_code, start_chapter
+from deconvnet.book.page import (
+    glue_text,
+    load_result,
+    results_dir,
+    save_result,
+    show_code,
+    shown_path,
+    start_chapter,
+)
 
-__all__ = ["glue_text", "load_result", "results_dir", "save_result", "setup", "show_code", "start_chapter"]
+__all__ = ["glue_text", "load_result", "results_dir", "save_result", "setup", "show_code", "shown_path",
+           "start_chapter"]

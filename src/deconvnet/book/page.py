@@ -31,6 +31,16 @@ def write_json(path: Path, data) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def shown_path(path: str | Path) -> str:
+    """``path`` as a page may print it: relative to the repository or to the data home (``DECONVNET_HOME``)
+    when inside one, else its file name; never a machine's absolute path (chapter 4's data cell)."""
+    path = Path(path).absolute()
+    for root in (ROOT, work_root()):
+        if path.is_relative_to(root):
+            return str(path.relative_to(root))
+    return path.name
+
+
 def start_chapter(preset: str) -> Preset:
     """First call of every chapter: resolve the preset, seed every generator, pick deterministic kernels.
 

@@ -14,6 +14,7 @@ Used in chapter 1 (architecture) and by every later chapter; FCN-8s in chapter 6
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 
 import torch
@@ -24,6 +25,11 @@ from deconvnet.config import VGG16_DEPTHS, ModelConfig
 from deconvnet.model.fastpath import use_fast_path
 from deconvnet.model.layers import Pool, Unpool, conv_block, deconv_block
 from deconvnet.model.pretrained import load_vgg16_encoder
+
+# FCN-8s's fc6 under ``fc_kernel=2`` (the small presets) is a "same"-padded convolution with an even kernel, and
+# PyTorch notes once per process that it pads a copy of its input: that costs a little time and changes no
+# number, so the note would only clutter the pages (chapters 1, 4-6) and the training logs.
+warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths", category=UserWarning)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's RGB statistics; replaced by the weights' own on loading
 IMAGENET_STD = (0.229, 0.224, 0.225)

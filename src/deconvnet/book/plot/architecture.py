@@ -17,15 +17,15 @@ def architecture_diagram(rows, title: str = "DeconvNet") -> plt.Figure:
     """
     fig, ax = plt.subplots(figsize=(12, 3.6))
     side_max = max(r.output_shape[1] for r in rows)
-    x = 0.0
+    x, labels = 0.0, []
     for r in rows:
         c, h = r.output_shape[0], r.output_shape[1]
         height = 0.15 + 0.85 * h / side_max
         if r.kind in ("pool", "unpool"):
             ax.annotate("", xy=(x + 0.25, 0.5), xytext=(x, 0.5),
                         arrowprops=dict(arrowstyle="->", color="#777", lw=1.2))
-            ax.text(x + 0.12, 0.53 + height / 2, r.name, rotation=90, ha="center", va="bottom", fontsize=7,
-                    color="#555")
+            # in the gap between the boxes, just above the arrow: clear of the boxes, the legend and the title
+            ax.text(x + 0.12, 0.54, r.name, rotation=90, ha="center", va="bottom", fontsize=7, color="#555")
             x += 0.35
             continue
         width = 0.12 + 0.1 * np.log2(max(c, 1))
@@ -33,8 +33,8 @@ def architecture_diagram(rows, title: str = "DeconvNet") -> plt.Figure:
                              fc=_GROUP_COLOURS[r.group], ec="white", alpha=0.9)
         ax.add_patch(box)
         if r.kind in ("fc", "score") or r.name.endswith("_1") or r.name == "fc6_deconv":
-            ax.text(x + width / 2, 0.5 - height / 2 - 0.03, f"{r.name}\n{c}x{h}", ha="center", va="top",
-                    fontsize=6.5)
+            labels.append(ax.text(x + width / 2, 0.5 - height / 2 - 0.03, f"{r.name}\n{c}x{h}", ha="center",
+                                  va="top", fontsize=6.5))
         x += width + 0.06
     for group, colour in _GROUP_COLOURS.items():
         ax.bar(0, 0, color=colour, label=group)
@@ -43,7 +43,20 @@ def architecture_diagram(rows, title: str = "DeconvNet") -> plt.Figure:
     ax.set_ylim(-0.12, 1.08)
     ax.axis("off")
     ax.set_title(title, pad=22)
+    _unstack_labels(fig, labels)
     return fig
+
+
+def _unstack_labels(fig: plt.Figure, labels) -> None:
+    """Move each box label that would touch the one before it (beside the narrow fc boxes) just below it."""
+    renderer = fig.canvas.get_renderer()
+    for before, label in zip(labels, labels[1:], strict=False):
+        a, b = before.get_window_extent(renderer), label.get_window_extent(renderer)
+        if a.x1 + 2 > b.x0 and a.y0 < b.y1 and b.y0 < a.y1:  # side by side, less than 2 px apart
+            to_data = label.axes.transData.inverted()
+            (_, top), (_, lowered) = to_data.transform([(b.x0, b.y1), (b.x0, a.y0 - 2)])
+            x, y = label.get_position()
+            label.set_position((x, y - (top - lowered)))  # va="top": its top now 2 px under the other's bottom
 
 
 def parameter_shares(totals: dict[str, dict[str, int]]) -> plt.Figure:

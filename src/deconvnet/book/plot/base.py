@@ -41,3 +41,25 @@ def label_overlay(image, labels, alpha: float = 0.6) -> np.ndarray:
     tint = colour_mask(labels).astype(np.float32)
     mix = np.where((labels > 0)[..., None], (1 - alpha) * rgb + alpha * tint, rgb)
     return mix.round().clip(0, 255).astype(np.uint8)
+
+
+def class_legend(fig: plt.Figure, maps, classes, columns: int = 8, fontsize: float = 7) -> float:
+    """A legend along the bottom of ``fig``: a VOC colour patch and the name of each class in the label
+    ``maps`` (void and indices beyond ``classes`` left out). Returns the share of the figure's height it
+    takes, for ``fig.tight_layout(rect=(0, share, 1, 1))``.
+
+    Used by the label-map figures: ``training.prediction_grid`` (chapters 4 and 6), ``inference.filling_in``
+    (chapter 5).
+    """
+    from matplotlib.patches import Patch
+
+    present = sorted({int(c) for m in maps for c in np.unique(np.asarray(m))} & set(range(len(classes))))
+    if not present:
+        return 0.0
+    handles = [Patch(fc=colour / 255, ec="#999", lw=0.5, label=classes[c])
+               for c, colour in zip(present, colour_mask(np.array(present)), strict=True)]
+    rows = -(-len(handles) // columns)
+    share = min(0.5, (0.1 + 0.2 * rows * fontsize / 7) / fig.get_figheight())
+    fig.legend(handles=handles, loc="lower center", ncol=min(columns, len(handles)), fontsize=fontsize,
+               frameon=False, handlelength=1.2, columnspacing=1.2, bbox_to_anchor=(0.5, 0))
+    return share

@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from deconvnet.book.plot.base import colour_mask, rgb_array
+from deconvnet.book.plot.base import class_legend, colour_mask, rgb_array
 
 _AGG_STYLE = {"max": ("#4C72B0", "-", "o"), "mean": ("#DD8452", "--", "s"),
               "max+whole": ("#4C72B0", ":", "^"), "mean+whole": ("#DD8452", ":", "v")}
@@ -47,11 +47,12 @@ def iou_vs_proposals(curves: dict[str, dict[int, float]], baselines: dict[str, f
 
 
 def filling_in(image, truth, snapshots: dict[int, dict], windows: np.ndarray, how: str = "max",
-               size: float = 2.0) -> plt.Figure:
+               size: float = 2.0, classes=None) -> plt.Figure:
     """How the aggregated map fills in as proposals are added (the paper's Fig. 6, chapter 5).
 
     Top row: the image with the first N windows; bottom row: the label map after N windows (uncovered pixels
-    hatched grey). Last column: the ground truth. ``snapshots`` is ``InstanceSegmentation.snapshots``.
+    greyed). Last column: the ground truth. ``snapshots`` is ``InstanceSegmentation.snapshots``.
+    With ``classes`` (the dataset's names), a legend below names the colours of the classes shown.
     """
     ns = sorted(snapshots)
     fig, axes = plt.subplots(2, len(ns) + 1, figsize=((len(ns) + 1) * size, 2 * size + 0.4), squeeze=False)
@@ -77,7 +78,9 @@ def filling_in(image, truth, snapshots: dict[int, dict], windows: np.ndarray, ho
     axes[1, -1].set_title("ground truth", fontsize=9)
     for ax in axes.flat:
         ax.axis("off")
-    fig.tight_layout()
+    maps = [truth, *(snapshots[n][how] for n in ns)]
+    share = class_legend(fig, maps, classes) if classes is not None else 0.0
+    fig.tight_layout(rect=(0, share, 1, 1))
     return fig
 
 

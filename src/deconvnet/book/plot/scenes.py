@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -51,7 +53,9 @@ def sample_gallery(samples, indices, classes, title: str = "", size: float = 1.5
         present = [classes[c] for c in label.unique().tolist() if 0 < c < 255]
         axes[0, col].imshow(rgb_array(image))
         axes[1, col].imshow(colour_mask(label), interpolation="nearest")
-        axes[0, col].set_title(", ".join(present) or "background", fontsize=7)
+        # a window can hold four or five classes: wrapped, so neighbouring titles do not run into each other
+        title_width = max(8, round(size * 11))  # characters of fontsize 7 across one panel
+        axes[0, col].set_title(textwrap.fill(", ".join(present) or "background", title_width), fontsize=7)
     for ax in axes.flat:
         ax.axis("off")
     if title:

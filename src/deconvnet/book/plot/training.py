@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from deconvnet.book.plot.base import colour_mask, rgb_array
+from deconvnet.book.plot.base import class_legend, colour_mask, rgb_array
 
 _RECIPE_STYLE = {"two_stage": ("#4C72B0", "-"), "stage2_only": ("#DD8452", "--"), "no_bn": ("#C44E52", ":"),
                  "two_stage seed 1": ("#4C72B0", "-.")}
@@ -54,8 +54,12 @@ def confusion_plot(matrix, classes, title: str = "") -> plt.Figure:
     return fig
 
 
-def prediction_grid(images, truths, predictions: dict[str, list], size: float = 2.0) -> plt.Figure:
-    """Columns: image, ground truth, then one column per model's prediction (VOC colours, void white)."""
+def prediction_grid(images, truths, predictions: dict[str, list], size: float = 2.0, classes=None) -> plt.Figure:
+    """Columns: image, ground truth, then one column per model's prediction (VOC colours, void cream).
+
+    With ``classes`` (the dataset's names), a legend below names the colours of the classes shown.
+    Chapters 4 and 6.
+    """
     columns = 2 + len(predictions)
     fig, axes = plt.subplots(len(images), columns, figsize=(columns * size, len(images) * size), squeeze=False)
     for r, (image, truth) in enumerate(zip(images, truths, strict=True)):
@@ -65,5 +69,7 @@ def prediction_grid(images, truths, predictions: dict[str, list], size: float = 
             axes[r, c].axis("off")
     for c, title in enumerate(["image", "ground truth", *predictions]):
         axes[0, c].set_title(title, fontsize=9)
-    fig.tight_layout()
+    maps = [*truths, *(m for p in predictions.values() for m in p)]
+    share = class_legend(fig, maps, classes) if classes is not None else 0.0
+    fig.tight_layout(rect=(0, share, 1, 1))
     return fig
