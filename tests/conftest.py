@@ -8,6 +8,15 @@ import torch
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 
+def synthvoc_split(tmp_path_factory, cfg, split: str):
+    """A small SynthVOC tree made for one test module, read as its ``split``."""
+    from deconvnet.data import VOCSegmentation, make_synthvoc
+
+    root = tmp_path_factory.mktemp("synth")
+    make_synthvoc(cfg, root, workers=1, progress=False)
+    return VOCSegmentation(root, split)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

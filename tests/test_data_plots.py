@@ -4,19 +4,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+from conftest import synthvoc_split
 
 from deconvnet.book import plot
 from deconvnet.config import DataConfig
-from deconvnet.data import Stage1Crops, VOCSegmentation, class_and_scale_stats, make_synthvoc
+from deconvnet.data import Stage1Crops, class_and_scale_stats
 
 CFG = DataConfig(train_images=3, val_images=1, image_size=64, min_scale=0.2, void_px=1, proposal_side=64)
 
 
 @pytest.fixture(scope="module")
 def train(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    make_synthvoc(CFG, root, workers=1, progress=False)
-    return VOCSegmentation(root, "train")
+    return synthvoc_split(tmp_path_factory, CFG, "train")
 
 
 def test_colour_mask_uses_vocs_colours():

@@ -2,22 +2,19 @@
 
 import numpy as np
 import pytest
+from conftest import synthvoc_split
 from skimage import data
 
 from deconvnet.config import DataConfig
 from deconvnet.data import proposals as P
 from deconvnet.data.proposals import cached_proposals, proposal_recall, selective_search
-from deconvnet.data.synthvoc import make_synthvoc
-from deconvnet.data.voc import VOCSegmentation
 
 CFG = DataConfig(train_images=4, val_images=2, image_size=64, min_scale=0.2, void_px=1, proposal_side=64)
 
 
 @pytest.fixture(scope="module")
 def val(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    make_synthvoc(CFG, root, workers=1, progress=False)
-    return VOCSegmentation(root, "val")
+    return synthvoc_split(tmp_path_factory, CFG, "val")
 
 
 def test_selective_search_is_deterministic_and_in_image_pixels():
