@@ -30,6 +30,7 @@ def test_two_stages_then_reuse(dirs):
     first = trained_model(TINY, "two_stage", stage=2, **dirs)
     assert not first.reused and first.run_dir.name.startswith("two_stage-stage2-")
     assert len(list((dirs["runs"] / "tiny").glob("two_stage-stage1-*/final.pt"))) == 1, "stage 1 came first"
+    assert not list((dirs["runs"] / "tiny").glob("*/last.pt")), "a finished run keeps final.pt, not its resume state"
     again = trained_model(TINY, "two_stage", stage=2, **dirs)
     assert again.reused and again.run_dir == first.run_dir
     for name, value in first.model.state_dict().items():
