@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 
-from deconvnet.explain import probe
-from deconvnet.infer.metrics import VOID
+from deconvnet.explain import probe, probe_scores
+from deconvnet.infer.metrics import VOID, confusion_matrix
 from deconvnet.model.network import DeconvNet
 
 K = 5  # background + 4 object classes
@@ -55,14 +55,14 @@ def eval_samples() -> list[probe.Sample]:
 
 
 @pytest.fixture(scope="module")
-def scores() -> dict[str, probe.StageScores]:
-    return probe.probe(fit_samples(), eval_samples(), K, pixels_per_image=600, band=2)
+def scores() -> dict[str, probe_scores.StageScores]:
+    return probe_scores.probe(fit_samples(), eval_samples(), K, pixels_per_image=600, band=2)
 
 
 @pytest.fixture(scope="module")
-def per_image() -> tuple[probe.Probes, dict[str, probe.StageScores], dict[str, probe.StageCounts]]:
+def per_image() -> tuple[probe.Probes, dict[str, probe_scores.StageScores], dict[str, probe_scores.StageCounts]]:
     probes = probe.fit_probes(fit_samples(), K, pixels_per_image=600)
-    return probes, *probe.score_probes(probes, eval_samples(), K, band=2, per_image=True)
+    return probes, *probe_scores.score_probes(probes, eval_samples(), K, band=2, per_image=True)
 
 
 def test_shape_only_features_give_shape_but_not_class(scores):
@@ -112,7 +112,7 @@ def test_boundary_band():
     lab = torch.zeros(12, 12, dtype=torch.uint8)
     lab[3:9, 3:9] = VOID
     lab[4:8, 4:8] = 1
-    band = probe.boundary_band(lab, 1)
+    band = probe_scores.boundary_band(lab, 1)
     assert not band[lab == VOID].any(), "void pixels are never scored"
     expected = torch.zeros(12, 12, dtype=torch.bool)
     expected[2:10, 2:10] = True  # one pixel either side of the void ring
@@ -121,7 +121,8 @@ def test_boundary_band():
     assert torch.equal(band, expected)
     flat = torch.zeros(6, 6, dtype=torch.uint8)
     flat[:, 3:] = 2  # a change of label without void also makes a band
-    assert probe.boundary_band(flat, 1)[:, 1:5].all() and not probe.boundary_band(flat, 1)[:, [0, 5]].any()
+    flat_band = probe_scores.boundary_band(flat, 1)
+    assert flat_band[:, 1:5].all() and not flat_band[:, [0, 5]].any()
 
 
 def test_targets_and_bad_task():
@@ -160,7 +161,7 @@ def test_probe_stages_runs_on_a_model():
     net = DeconvNet(width=0.125, input_size=96, fc_kernel=3, num_classes=K).eval()
     data = [((np.random.default_rng(i).random((96, 96, 3)) * 255).astype(np.uint8), scene(i, 96).numpy())
             for i in range(3)]
-    out = probe.probe_stages(net, data[:2], data[2:], ("deconv5", "deconv1"), pixels_per_image=200)
+    out = probe_scores.probe_stages(net, data[:2], data[2:], ("deconv5", "deconv1"), pixels_per_image=200)
     assert set(out) == {"deconv5", "deconv1"}
     for s in out.values():
         assert 0 <= s.shape_iou <= 1 and 0 <= s.object_accuracy <= 1
@@ -171,7 +172,7 @@ def test_per_image_counts_sum_to_the_pooled_counts(per_image, scores):
     probes, pooled_scores, counts = per_image
     samples = eval_samples()
     labels = torch.cat([lab.flatten().long() for _, lab in samples])  # every eval pixel, (P,)
-    band = torch.cat([probe.boundary_band(lab.long(), 2).flatten() for _, lab in samples])
+    band = torch.cat([probe_scores.boundary_band(lab.long(), 2).flatten() for _, lab in samples])
     fg = probe.targets(labels, "shape")
     obj = fg == 1
     for s, c in counts.items():
@@ -180,8 +181,8 @@ def test_per_image_counts_sum_to_the_pooled_counts(per_image, scores):
         class_logits = probes[s]["class"].logits(feats)  # (P, K)
         which = class_logits[:, 1:].argmax(1) + 1
         assert len(c) == len(samples) and c.shape.shape == (6, 2, 2) and c.classes.shape == (6, K, K)
-        assert np.array_equal(c.shape.sum(0), probe.confusion_matrix(shape_pred, fg, 2).numpy())
-        assert np.array_equal(c.classes.sum(0), probe.confusion_matrix(class_logits.argmax(1), labels, K).numpy())
+        assert np.array_equal(c.shape.sum(0), confusion_matrix(shape_pred, fg, 2).numpy())
+        assert np.array_equal(c.classes.sum(0), confusion_matrix(class_logits.argmax(1), labels, K).numpy())
         assert c.band.sum(0).tolist() == [int((shape_pred == fg)[band].sum()), int(band.sum())]
         assert c.objects.sum(0).tolist() == [int((which == labels)[obj].sum()), int(obj.sum())]
         assert c.activation[:, [1, 3]].sum(0).tolist() == [int(obj.sum()), int((fg == 0).sum())]
@@ -195,19 +196,19 @@ def test_per_image_counts_sum_to_the_pooled_counts(per_image, scores):
 
 def test_stage_difference_and_interval(per_image):
     _, scores_, counts = per_image
-    same = probe.stage_difference(counts["classes"], counts["classes"], "object_accuracy")
+    same = probe_scores.stage_difference(counts["classes"], counts["classes"], "object_accuracy")
     assert same == {"value": 0.0, "low": 0.0, "high": 0.0}, "a stage against itself: the same images, no gap"
-    gain = probe.stage_difference(counts["classes"], counts["shape"], "object_accuracy", seed=3)
+    gain = probe_scores.stage_difference(counts["classes"], counts["shape"], "object_accuracy", seed=3)
     assert gain["value"] == pytest.approx(scores_["classes"].object_accuracy - scores_["shape"].object_accuracy)
     assert 0 < gain["low"] <= gain["value"] <= gain["high"], "the class channels name the objects, shape cannot"
-    assert gain == probe.stage_difference(counts["classes"], counts["shape"], "object_accuracy", seed=3)
-    for score in probe.SCORES:
-        one = probe.stage_interval(counts["coarse"], score, resamples=200)
+    assert gain == probe_scores.stage_difference(counts["classes"], counts["shape"], "object_accuracy", seed=3)
+    for score in probe_scores.SCORES:
+        one = probe_scores.stage_interval(counts["coarse"], score, resamples=200)
         assert one["low"] <= one["value"] <= one["high"], score
         assert one["value"] == pytest.approx(getattr(scores_["coarse"], score), rel=1e-6)
-    halves = [probe.StageCounts(*(getattr(counts[s], f)[:3] for f in ("shape", "classes", "band", "objects",
-                                                                       "activation"))) for s in ("classes", "noise")]
+    names = ("shape", "classes", "band", "objects", "activation")
+    halves = [probe_scores.StageCounts(*(getattr(counts[s], f)[:3] for f in names)) for s in ("classes", "noise")]
     with pytest.raises(ValueError, match="the same images"):
-        probe.stage_difference(halves[0], counts["noise"], "shape_iou")
+        probe_scores.stage_difference(halves[0], counts["noise"], "shape_iou")
     with pytest.raises(ValueError, match="valid scores are"):
-        probe.stage_difference(*halves, "pixel_accuracy")
+        probe_scores.stage_difference(*halves, "pixel_accuracy")

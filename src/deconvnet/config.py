@@ -198,7 +198,6 @@ class CRFParams:
         return f"w {self.bilateral_weight:g}, sxy {self.bilateral_sxy:g}, srgb {self.bilateral_srgb:g}"
 
 
-
 @dataclass(frozen=True)
 class InferConfig:
     """Instance-wise inference, the ensemble and its CRF (paper Sec. 5.1, 5.2, 6.2). Used by ``aggregate`` and

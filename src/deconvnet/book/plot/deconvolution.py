@@ -110,10 +110,10 @@ _PROBE_LABELS = {"shape_iou": "shape: foreground IoU", "boundary_accuracy": "sha
 
 
 def probe_curves(table, references: dict[str, dict[str, float]] | None = None) -> plt.Figure:
-    """Linear-probe scores per decoder stage (``probe.probe_stages``), shape on the left, class on the right.
+    """Linear-probe scores per decoder stage (``probe_scores.probe_stages``), shape left, class right.
 
-    ``table`` maps stage -> ``probe.StageScores`` (or dicts of the same fields), coarse to fine; ``references``
-    (e.g. the input pixels) are drawn as dotted horizontal lines.
+    ``table`` maps stage -> ``probe_scores.StageScores`` (or dicts of the same fields), coarse to fine;
+    ``references`` (e.g. the input pixels) are drawn as dotted horizontal lines.
     """
     stages = list(table)
     get = lambda s, f: getattr(table[s], f) if not isinstance(table[s], dict) else table[s][f]  # noqa: E731
