@@ -242,8 +242,9 @@ class InferConfig:
 
 @dataclass(frozen=True)
 class ExplainConfig:
-    """How much chapters 2 and 3 look inside the networks. Used by notebooks 02 (Zeiler & Fergus projections
-    in ImageNet VGG16) and 03 (linear probes of the trained decoder). Defaults are the ``cpu`` preset's."""
+    """How much chapters 2, 3 and 7 look inside the networks. Used by notebooks 02 (Zeiler & Fergus projections
+    in ImageNet VGG16), 03 (linear probes of the trained decoder) and 07 (the pointing game). Defaults are the
+    ``paper`` preset's; ``cpu`` scores fewer objects in the pointing game."""
 
     projection_side: int = 224  # ImageNet photos are resized to VGG16's input side before projecting (ch. 2)
     projection_photos: int = 8  # photos searched for each channel's strongest activations
