@@ -33,7 +33,7 @@ from deconvnet.book.study import sparse
 from deconvnet.config import ModelConfig, TrainConfig, get_preset
 from deconvnet.data import Stage1Crops, VOCSegmentation
 from deconvnet.data.datasets import voc_root
-from deconvnet.infer.metrics import SegmentationMetrics
+from deconvnet.infer.metrics import SegmentationMetrics, baseline_predictions, commonest_object_class
 from deconvnet.model.network import build_model
 from deconvnet.train.engine import evaluate_samples, train
 from deconvnet.train.pipeline import RUNS
@@ -156,15 +156,13 @@ def baselines(root) -> dict:
     preset = get_preset("cpu")
     val_crops = Stage1Crops(VOCSegmentation(root, "val"), preset.data, 64, train=False)
     labels = [val_crops[j][1] for j in range(min(VAL_CROPS, len(val_crops)))]
-    counts = np.bincount(torch.cat([x.reshape(-1) for x in labels]).numpy(), minlength=256)[1:21]
-    commonest = int(counts.argmax()) + 1
+    commonest = commonest_object_class(labels, 21)
     out = {}
-    for name, rule in (("all background", lambda y: torch.zeros_like(y)),
-                       ("commonest class", lambda y: torch.where((y > 0) & (y < 255), commonest, 0))):
+    for name in ("all background", "commonest class"):
         mats = []
         for y in labels:
             m = SegmentationMetrics(21)
-            m.update(rule(y), y)
+            m.update(baseline_predictions(y, commonest)[name], y)
             mats.append(m.matrix.numpy().copy())
         total = SegmentationMetrics(21, torch.from_numpy(np.sum(mats, 0)))
         out[name] = {"object_accuracy": total.object_accuracy(), "mean_iou": total.mean_iou(),

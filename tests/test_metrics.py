@@ -1,5 +1,5 @@
-"""Metrics agree with scikit-learn's confusion matrix and Jaccard score; void pixels are not counted; boundary F1
-and instance IoU match hand-computed cases."""
+"""Metrics agree with scikit-learn's confusion matrix and Jaccard score; void pixels are not counted; boundary F1,
+instance IoU and the two baselines of chapters 3 to 7 match hand-computed cases."""
 
 import numpy as np
 import pytest
@@ -10,7 +10,10 @@ from sklearn.metrics import jaccard_score
 from deconvnet.infer.metrics import (
     Scoreboard,
     SegmentationMetrics,
+    all_background_matrix,
+    baseline_predictions,
     boundary_f1,
+    commonest_object_class,
     confusion_matrix,
     instance_ious,
     region_boundary,
@@ -152,3 +155,84 @@ def test_scoreboard_takes_tv_tensors_without_numpy_warnings():
         board.update(truth, truth)
     assert board.metrics.pixel_accuracy() == 1.0 and board.boundary == [1.0]
     assert int(truth.sum()) == 16, "the caller's mask is left as it was"
+
+
+# --- the baselines of chapters 3 to 7 ----------------------------------------------------------------------
+
+def _tiny_scene():
+    """3x4, 3 classes: background 5 px, class 1 3 px, class 2 2 px, void 2 px."""
+    return np.array([[0, 0, 1, 1],
+                     [0, 2, 1, 255],
+                     [0, 0, 2, 255]], np.uint8)
+
+
+def test_commonest_object_class_pools_pixels_over_the_images():
+    # Class 1 wins two images by one pixel, class 2 the third by five: pooled, class 2 has more pixels (7 vs 4).
+    a = np.array([[1, 1, 2, 0, 255, 255, 255, 255]], np.uint8)  # much void and background: neither counts
+    c = np.array([[2, 2, 2, 2, 2, 0, 0, 0]], np.uint8)
+    assert commonest_object_class([a, a, c], 3) == 2
+    assert commonest_object_class([torch.from_numpy(a).long()] * 2 + [torch.from_numpy(c).long()], 3) == 2
+    assert commonest_object_class((t for t in [a, a, c]), 3) == 2, "any iterable, a generator too"
+    assert commonest_object_class([np.array([[2, 1, 0, 0]])], 3) == 1, "a tie goes to the lower class"
+    with pytest.raises(ValueError, match="outside 0..2"):
+        commonest_object_class([np.array([[1, 3]])], 3)
+
+
+def test_baseline_predictions_exact_maps_void_left_to_the_metrics():
+    target = _tiny_scene()
+    kept = target.copy()
+    maps = baseline_predictions(target, 1)
+    assert list(maps) == ["all background", "commonest class"]
+    objects = (target > 0) & (target != 255)
+    assert np.array_equal(target, kept), "the target is not modified"
+    for m in maps.values():
+        assert isinstance(m, np.ndarray) and m.shape == target.shape and m.dtype == target.dtype
+        assert (m[target == 255] == 0).all(), "void is predicted background, never 255 (boundary F1 reads it)"
+    assert (maps["all background"] == 0).all()
+    assert (maps["commonest class"][objects] == 1).all() and (maps["commonest class"][~objects] == 0).all()
+    # torch in, torch out, the same maps
+    as_torch = baseline_predictions(torch.from_numpy(target).long(), 1)
+    for name, m in as_torch.items():
+        assert isinstance(m, torch.Tensor) and m.dtype == torch.int64
+        assert np.array_equal(m.numpy(), maps[name])
+
+
+def test_baseline_predictions_equal_the_rules_the_chapters_wrote_by_hand():
+    """The former lambdas of chapters 3, 4 (torch) and 5, 6 (numpy), on random maps with void and background."""
+    rng = np.random.default_rng(1)
+    targets = [rng.choice([0, 0, 0, 1, 2, 3, 4, 255], size=(7, 9)).astype(np.uint8) for _ in range(5)]
+    tensors = [torch.from_numpy(t.astype("int64")) for t in targets]
+    old_commonest = int(torch.bincount(torch.cat([t[(t > 0) & (t < 255)] for t in tensors]), minlength=5)[1:].argmax())
+    assert commonest_object_class(tensors, 5) == commonest_object_class(targets, 5) == old_commonest + 1
+    c = old_commonest + 1
+    for t, tt in zip(targets, tensors, strict=True):
+        new, new_t = baseline_predictions(t, c), baseline_predictions(tt, c)
+        assert np.array_equal(new["all background"], np.zeros_like(t))
+        assert np.array_equal(new["commonest class"], np.where((t > 0) & (t < 255), c, 0).astype(t.dtype))
+        assert torch.equal(new_t["all background"], torch.zeros_like(tt))
+        assert torch.equal(new_t["commonest class"], torch.where((tt > 0) & (tt < 255), c, 0))
+
+
+def test_baseline_mean_iou_by_hand():
+    target = _tiny_scene()
+    commonest = commonest_object_class([target], 3)
+    assert commonest == 1
+    maps = baseline_predictions(target, commonest)
+    scores = {}
+    for name, pred in maps.items():
+        m = SegmentationMetrics(3)
+        m.update(torch.from_numpy(pred), torch.from_numpy(target))
+        scores[name] = m
+    # all background: IoU 5/10 for background, 0 for both classes -> 1/6
+    assert scores["all background"].mean_iou() == pytest.approx(1 / 6)
+    # commonest (1) on the objects: background 5/5, class 1 3/(3+2), class 2 0/2 -> (1 + 0.6 + 0) / 3
+    assert scores["commonest class"].mean_iou() == pytest.approx(1.6 / 3)
+    assert scores["commonest class"].pixel_accuracy() == pytest.approx(8 / 10), "void is not counted"
+    # chapter 7's form, from a confusion matrix alone, is the same matrix as scoring the map
+    background = scores["all background"].matrix
+    assert torch.equal(all_background_matrix(scores["commonest class"].matrix), background)
+    assert torch.equal(all_background_matrix(scores["commonest class"].matrix.tolist()), background), "as JSON keeps it"
+    # through a Scoreboard (chapters 5 and 6) the numbers are the same, and void never becomes a predicted class
+    board = Scoreboard(3)
+    board.update(maps["commonest class"], target)
+    assert board.metrics.mean_iou() == pytest.approx(1.6 / 3)

@@ -8,7 +8,8 @@ Two measures that mean IoU hides (chapters 5 and 6): ``boundary_f1``, the SegNet
 asks whether the outlines are in the right place, and ``instance_ious``, one IoU per ground-truth object,
 which ``Scoreboard`` splits by object size to test the paper's claim about small and large objects.
 
-Used in chapters 4 (training), 5 (aggregation) and 6 (ensemble).
+Used in chapters 4 (training), 5 (aggregation) and 6 (ensemble); the two baselines every segmentation table
+of chapters 3 to 7 is read against (``baseline_predictions``) are defined here once.
 """
 
 from __future__ import annotations
@@ -83,6 +84,70 @@ class SegmentationMetrics:
             "object_accuracy": self.object_accuracy(),
             "iou": {n: (None if v != v else float(v)) for n, v in zip(names, self.iou().tolist(), strict=True)},
         }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Baselines: what a segmentation scores without a network (chapters 3 to 7)
+# ---------------------------------------------------------------------------------------------------------
+
+# Every table of chapters 3 to 7 reads a network's mean IoU against the same two non-answers, scored on the same
+# images in the same way. They live here once so that no chapter's "commonest class" drifts from another's.
+
+
+def _numpy(x) -> np.ndarray:
+    """A numpy view of an array or a (CPU) tensor, tv_tensors included."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().as_subclass(torch.Tensor).cpu().numpy()
+    return np.asarray(x)
+
+
+def commonest_object_class(targets, num_classes: int) -> int:
+    """The object class (1 .. C-1) with the most true pixels in ``targets``, pooled over all of them.
+
+    ``targets`` is an iterable of ``(H, W)`` label maps (numpy arrays or tensors); background (0) and void
+    (255) pixels are not counted. The pixels of all the images are counted together (not a vote per image),
+    as chapters 3, 4, 5 and 6 define the "commonest class" baseline; a tie goes to the lower class.
+    """
+    counts = np.zeros(num_classes, np.int64)
+    for target in targets:
+        t = _numpy(target)
+        objects = t[(t > 0) & (t != VOID)].astype(np.int64)
+        if objects.size and int(objects.max()) >= num_classes:
+            raise ValueError(f"target holds labels outside 0..{num_classes - 1} and {VOID}: {np.unique(objects)}")
+        counts += np.bincount(objects, minlength=num_classes)
+    return int(counts[1:].argmax()) + 1
+
+
+def baseline_predictions(target, commonest: int) -> dict:
+    """The two baselines' label maps for one ``(H, W)`` target: same type (numpy or torch), shape and dtype.
+
+    ``"all background"``: class 0 at every pixel. ``"commonest class"``: ``commonest`` (from
+    ``commonest_object_class``) on every true object pixel, 0 elsewhere; a generous baseline, as it is told
+    where the objects are. Void pixels are 0 in both maps: the confusion matrix skips them anyway, but boundary
+    F1 (``Scoreboard``) reads the prediction there, and a 255 in it would be scored as one more class.
+    Used in chapters 3, 4, 5 and 6; chapter 7, which has only a confusion matrix, uses ``all_background_matrix``.
+    """
+    if isinstance(target, torch.Tensor):
+        objects = (target > 0) & (target != VOID)
+        return {"all background": torch.zeros_like(target),
+                "commonest class": torch.where(objects, commonest, 0).to(target.dtype)}
+    target = np.asarray(target)
+    objects = (target > 0) & (target != VOID)
+    return {"all background": np.zeros_like(target),
+            "commonest class": np.where(objects, commonest, 0).astype(target.dtype)}
+
+
+def all_background_matrix(matrix) -> torch.Tensor:
+    """The confusion matrix of calling every pixel background, on the pixels that ``matrix`` counts.
+
+    Each true class's pixels (a row's total) move to column 0. This equals summing ``confusion_matrix`` of
+    ``baseline_predictions(t, c)["all background"]`` over the images ``matrix`` was counted on, so a chapter
+    that kept only a confusion matrix (chapter 7: the training run's last validation) can still score it.
+    """
+    m = torch.as_tensor(matrix, dtype=torch.int64)
+    out = torch.zeros_like(m)
+    out[:, 0] = m.sum(1)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
