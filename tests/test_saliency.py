@@ -269,3 +269,24 @@ def test_region_score_makes_a_segmenter_a_classifier_for_captum():
         kwargs = {"abs": False} if ours is saliency.vanilla else {}
         assert_agree(ours(net, x, [1, 2], region=region),
                      reference(wrapped).attribute(x.clone(), target=[1, 2], **kwargs))
+
+
+def test_shared_targets_equal_one_call_per_target():
+    """explain_targets shares one forward pass per rule among its targets; each answer is explain's own."""
+    from deconvnet.config import ModelConfig
+    from deconvnet.model.network import DeconvNet
+
+    torch.manual_seed(0)
+    net = DeconvNet(ModelConfig(width=1 / 16, input_size=64, fc_kernel=2, pretrained=False)).eval()
+    x = torch.randn(2, 3, 64, 64)
+    whole = torch.ones(2, 64, 64, dtype=torch.bool)
+    part = torch.zeros(2, 64, 64, dtype=torch.bool)
+    part[:, 10:30, 20:40] = True
+    targets = [([3, 5], whole), ([7, 1], whole), ([3, 5], part)]
+    shared = saliency.explain_targets(net, x, targets, layer="encoder.blocks.4")
+    for (classes, region), answer in zip(targets, shared, strict=True):
+        alone = saliency.explain(net, x, classes, layer="encoder.blocks.4", region=region)
+        assert list(answer) == list(saliency.METHODS)
+        for method in saliency.METHODS:
+            torch.testing.assert_close(answer[method], alone[method], rtol=1e-5, atol=1e-7)
+    assert not torch.equal(shared[0]["vanilla"], shared[1]["vanilla"]), "another class, another map"

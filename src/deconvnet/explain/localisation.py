@@ -165,8 +165,9 @@ def localise(model: torch.nn.Module, dataset, objects: int, *, layer: str, toler
     (``is_empty``), the object's ``area`` share and, for the ``other`` rows, ``r_own``: the correlation with
     the own-class map (NaN when either map is constant, e.g. all zero).
 
-    ``batch`` objects go through the network together (each 2 targets x 2 classes times): many small
-    backward passes cost far more than a few large ones on a busy CPU. Their images are padded to a common
+    ``batch`` objects go through the network together, once per backward rule, and the 2 targets x 2 classes
+    asked of them share that forward pass (``saliency.explain_targets``): many small passes cost far more
+    than a few large ones on a busy CPU. Their images are padded to a common
     size with the mean pixel, which normalises to zero.
     """
     methods = saliency.check_methods(methods)
@@ -211,21 +212,20 @@ def _localise_batch(model, found, num_classes, layer, tolerance, targets, method
         object_region[j, :h, :w] = torch.from_numpy(f["mask"])
         image_region[j, :h, :w] = True  # the padding is not part of the image
     regions = {"mask": object_region, "image": image_region}
-    # one pass per method for everything: (targets x [own, other] x objects) items
+    # one forward pass per backward rule for all (target x [own, other]) questions asked of these images
     combos = [(t, used) for t in targets for used in ("own", "other")]
-    classes = [f["label"] if used == "own" else f["other"] for _, used in combos for f in found]
-    region = torch.cat([regions[t] for t, _ in combos])  # (len(combos) * n, ph, pw)
-    maps = saliency.explain(model, x.repeat(len(combos), 1, 1, 1), classes, methods, layer=layer, region=region)
+    asked = [([f["label"] if used == "own" else f["other"] for f in found], regions[t]) for t, used in combos]
+    answers = dict(zip(combos, saliency.explain_targets(model, x, asked, methods, layer=layer), strict=True))
     rows = []
     for t in targets:
-        own_at, other_at = combos.index((t, "own")) * n, combos.index((t, "other")) * n
+        own, other = answers[(t, "own")], answers[(t, "other")]
         for j, f in enumerate(found):
             mask = f["mask"]
             h, w = mask.shape
             base = dict(image=f["image_id"], object=f["rank"], cls=f["label"], area=float(mask.mean()), target=t)
             for method in methods:
-                own_map = to_2d(maps[method][own_at + j][..., :h, :w])
-                other_map = to_2d(maps[method][other_at + j][..., :h, :w])
+                own_map = to_2d(own[method][j][..., :h, :w])
+                other_map = to_2d(other[method][j][..., :h, :w])
                 for used, m in (("own", own_map), ("other", other_map)):
                     row = dict(base, class_used=used, method=method, hit=pointing_hit(m, mask, tolerance),
                                energy=energy_inside(m, mask), empty=is_empty(m))

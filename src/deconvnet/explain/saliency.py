@@ -24,7 +24,7 @@ input's size. The model's outputs may be ``(N, K)`` logits or ``(N, K, H, W)`` s
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -155,12 +155,8 @@ def _score(output: torch.Tensor, classes: torch.Tensor, region: torch.Tensor | N
 
 
 def _input_gradient(model, x, classes, region) -> torch.Tensor:
-    """Gradient of the target scores w.r.t. the input, under whatever ReLU rule is active."""
-    x = x.detach().clone().requires_grad_(True)
-    with torch.enable_grad(), _evaluating(model):
-        score = _score(model(x), _targets(classes, len(x), x.device), region)
-        (grad,) = torch.autograd.grad(score, x)
-    return grad  # (N, C, H, W)
+    """Gradient of the target scores w.r.t. the input, under whatever ReLU rule is active, ``(N, C, H, W)``."""
+    return _shared_gradients(model, x, [(classes, region)])[0][0]
 
 
 def vanilla(model: nn.Module, x: torch.Tensor, classes, region=None) -> torch.Tensor:
@@ -182,13 +178,10 @@ def guided_backprop(model: nn.Module, x: torch.Tensor, classes, region=None) -> 
 
 def grad_cam(model: nn.Module, x: torch.Tensor, classes, layer: str, region=None,
              upsample: bool = True) -> torch.Tensor:
-    r"""Selvaraju et al. (2017): the class-discriminative map of ``layer``, ``(N, 1, H, W)`` (or the layer's size).
-
-    .. math:: \alpha_k^c = \frac{1}{Z} \sum_{i, j} \frac{\partial y^c}{\partial A^k_{ij}}, \qquad
-              L^c = \mathrm{ReLU}\left( \sum_k \alpha_k^c A^k \right)
+    """Selvaraju et al. (2017): the class-discriminative map of ``layer``, ``(N, 1, H, W)`` (or the layer's size).
 
     Pick a late convolutional layer (after its ReLU); the map is not normalised, so values compare across
-    classes of one image.
+    classes of one image. The map itself is ``cam_from_gradients``.
     """
     x = x.detach().clone().requires_grad_(True)  # makes a graph even when the model's weights are frozen
     with torch.enable_grad(), _evaluating(model), tap(model, layer) as taps:
@@ -197,11 +190,22 @@ def grad_cam(model: nn.Module, x: torch.Tensor, classes, layer: str, region=None
             raise ValueError(f"layer {layer!r} is not called in {type(model).__name__}'s forward pass")
         maps = taps[-1]  # (N, C, h, w)
         (grads,) = torch.autograd.grad(score, maps)
+    return cam_from_gradients(grads, maps.detach(), x.shape[-2:] if upsample else None)
+
+
+def cam_from_gradients(grads: torch.Tensor, maps: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+    r"""Grad-CAM from a layer's maps ``A`` (N, C, h, w) and the class score's gradient there, ``(N, 1, ...)``.
+
+    .. math:: \alpha_k^c = \frac{1}{Z} \sum_{i, j} \frac{\partial y^c}{\partial A^k_{ij}}, \qquad
+              L^c = \mathrm{ReLU}\left( \sum_k \alpha_k^c A^k \right)
+
+    ``size``: upsample bilinearly to the input's ``(H, W)``; None keeps the layer's ``(h, w)``.
+    """
     weights = grads.mean((2, 3), keepdim=True)  # (N, C, 1, 1), the paper's alpha_k^c (Eq. 1)
-    cam = F.relu((weights * maps.detach()).sum(1, keepdim=True))  # (N, 1, h, w), Eq. 2
-    if not upsample:
+    cam = F.relu((weights * maps).sum(1, keepdim=True))  # (N, 1, h, w), Eq. 2
+    if size is None:
         return cam
-    return F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)  # (N, 1, H, W)
+    return F.interpolate(cam, size=size, mode="bilinear", align_corners=False)  # (N, 1, H, W)
 
 
 def guided_grad_cam(model: nn.Module, x: torch.Tensor, classes, layer: str, region=None) -> torch.Tensor:
@@ -215,21 +219,53 @@ def explain(model: nn.Module, x: torch.Tensor, classes, methods: Iterable[str] =
 
     ``layer`` is needed by ``gradcam`` and ``guided_gradcam``; guided Grad-CAM reuses the other two maps.
     """
+    return explain_targets(model, x, [(classes, region)], methods, layer)[0]
+
+
+def explain_targets(model: nn.Module, x: torch.Tensor, targets: Sequence[tuple], methods: Iterable[str] = METHODS,
+                    layer: str | None = None) -> list[dict[str, torch.Tensor]]:
+    """``explain`` for several ``(classes, region)`` targets of the same inputs: one dict of maps per target.
+
+    Each backward rule makes one forward pass that every target's backward pass shares, and the plain rule
+    serves the vanilla gradient and Grad-CAM together: chapter 7's pointing game asks four questions of each
+    image (two regions x two classes), which took 4 x 4 forward passes where 3 do.
+    """
     methods = check_methods(methods)
     if layer is None and {"gradcam", "guided_gradcam"} & set(methods):
         raise ValueError("gradcam and guided_gradcam need a layer name")
-    maps: dict[str, torch.Tensor] = {}
-    if "vanilla" in methods:
-        maps["vanilla"] = vanilla(model, x, classes, region)
-    if "deconvnet" in methods:
-        maps["deconvnet"] = deconvnet(model, x, classes, region)
-    if {"guided", "guided_gradcam"} & set(methods):
-        maps["guided"] = guided_backprop(model, x, classes, region)
-    if {"gradcam", "guided_gradcam"} & set(methods):
-        maps["gradcam"] = grad_cam(model, x, classes, layer, region)
-    if "guided_gradcam" in methods:
-        maps["guided_gradcam"] = maps["guided"] * maps["gradcam"]
-    return {m: maps[m] for m in methods}
+    wanted = set(methods)
+    maps: list[dict[str, torch.Tensor]] = [{} for _ in targets]
+    if wanted & {"vanilla", "gradcam", "guided_gradcam"}:  # the ReLUs' own backward
+        cam_layer = layer if wanted & {"gradcam", "guided_gradcam"} else None
+        found = _shared_gradients(model, x, targets, cam_layer, inputs="vanilla" in wanted)
+        for out, (grad, cam) in zip(maps, found, strict=True):
+            out.update(vanilla=grad, gradcam=cam)
+    for rule, needed_by in (("deconvnet", {"deconvnet"}), ("guided", {"guided", "guided_gradcam"})):
+        if wanted & needed_by:
+            with relu_rule(model, rule):
+                for out, (grad, _) in zip(maps, _shared_gradients(model, x, targets), strict=True):
+                    out[rule] = grad
+    for out in maps:
+        if "guided_gradcam" in wanted:
+            out["guided_gradcam"] = out["guided"] * out["gradcam"]
+    return [{m: out[m] for m in methods} for out in maps]
+
+
+def _shared_gradients(model, x, targets, layer: str | None = None, inputs: bool = True):
+    """Per target: the input gradient (if ``inputs``) and Grad-CAM at ``layer`` (if given), from one forward."""
+    x = x.detach().clone().requires_grad_(True)
+    found = []
+    with torch.enable_grad(), _evaluating(model), (tap(model, layer) if layer else nullcontext([])) as taps:
+        output = model(x)
+        if layer and not taps:
+            raise ValueError(f"layer {layer!r} is not called in {type(model).__name__}'s forward pass")
+        wrt = ((x,) if inputs else ()) + ((taps[-1],) if layer else ())
+        for i, (classes, region) in enumerate(targets):
+            score = _score(output, _targets(classes, len(x), x.device), region)
+            grads = torch.autograd.grad(score, wrt, retain_graph=i < len(targets) - 1)
+            cam = cam_from_gradients(grads[-1], taps[-1].detach(), x.shape[-2:]) if layer else None
+            found.append((grads[0] if inputs else None, cam))
+    return found
 
 
 def check_methods(methods: str | Iterable[str]) -> tuple[str, ...]:
