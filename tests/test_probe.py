@@ -212,3 +212,30 @@ def test_stage_difference_and_interval(per_image):
         probe_scores.stage_difference(halves[0], counts["noise"], "shape_iou")
     with pytest.raises(ValueError, match="valid scores are"):
         probe_scores.stage_difference(*halves, "pixel_accuracy")
+
+
+@pytest.mark.parametrize("cells,size", [((7, 5), (7, 5)), ((4, 3), (13, 10)), ((2, 2), (31, 17)), ((5, 7), (70, 100))])
+def test_upsample_at_picks_what_upsample_gives(cells, size):
+    """Fitting reads the picked pixels of the upsampled maps without making them (``probe.upsample_at``)."""
+    maps = torch.randn(6, *cells)
+    flat = torch.randperm(size[0] * size[1])[:50]
+    torch.testing.assert_close(probe.upsample_at(maps, size, flat), probe.upsample(maps, size).flatten(1)[:, flat])
+
+
+def test_scores_at_the_stage_resolution_equal_scores_of_the_upsampled_features():
+    """score_probes scores each stage before upsampling (an affine probe commutes with bilinear weights)."""
+    g = torch.Generator().manual_seed(0)
+    lab = torch.randint(0, 4, (30, 22), generator=g)
+    lab[0, :5] = 255
+    maps = {"a": torch.rand(8, 4, 3, generator=g), "b": torch.rand(5, 30, 22, generator=g)}  # rectified
+    probes = probe.fit_probes([(maps, lab)], 4, 200)
+    (scores, counts) = probe_scores.score_probes(probes, [(maps, lab)], 4, per_image=True)
+    for s, m in maps.items():
+        full = probe.upsample(m, lab.shape)  # (C, H, W): the features at every pixel, then the probes
+        shape, classes = probes[s]["shape"].logits(full), probes[s]["class"].logits(full)
+        fg = probe.targets(lab, "shape")
+        assert counts[s].shape[0].tolist() == confusion_matrix(shape.argmax(0), fg, 2).tolist()
+        assert counts[s].classes[0].tolist() == confusion_matrix(classes.argmax(0), lab, 4).tolist()
+        obj, bg = fg == 1, fg == 0
+        contrast = full.mean(0)[obj].mean() / full.mean(0)[bg].mean()
+        assert scores[s].object_contrast == pytest.approx(float(contrast), rel=1e-4)

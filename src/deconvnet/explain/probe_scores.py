@@ -116,18 +116,19 @@ class _Scorer:
         self.activation = [0.0, 0, 0.0, 0]  # sum and count on objects, then on background
         self.rows: dict[str, list] = {f.name: [] for f in fields(StageCounts)}  # per image, as StageCounts
 
-    def update(self, features, shape_logits, class_logits, labels, band) -> None:
+    def update(self, mean_activation, shape_logits, class_logits, labels, band) -> None:
+        """One image: ``(H, W)`` channel-mean activation, ``(2, H, W)`` and ``(K, H, W)`` logits, labels, band."""
         fg = targets(labels, "shape")
         shape_matrix = confusion_matrix(shape_logits.argmax(0), fg, 2)  # (2, 2) this image's counts
         class_matrix = confusion_matrix(class_logits.argmax(0), labels, self.classes.num_classes)  # (K, K)
         right = shape_logits.argmax(0) == fg.long()
         obj, bg = fg == 1, fg == 0
         which = class_logits[1:].argmax(0) + 1  # the most likely object class, background left out
-        mean = features.mean(0)  # (H, W) average over channels
         row = {"shape": shape_matrix.numpy(), "classes": class_matrix.numpy(),
                "band": [int(right[band].sum()), int(band.sum())],
                "objects": [int((which == labels.long())[obj].sum()), int(obj.sum())],
-               "activation": [float(mean[obj].sum()), int(obj.sum()), float(mean[bg].sum()), int(bg.sum())]}
+               "activation": [float(mean_activation[obj].sum()), int(obj.sum()), float(mean_activation[bg].sum()),
+                              int(bg.sum())]}
         for name, value in row.items():
             self.rows[name].append(value)
         # The pooled counts are summed as before, apart from the rows: StageCounts.pooled must agree with them.
@@ -164,9 +165,12 @@ def score_probes(probes: Probes, eval_samples: Iterable[Sample], num_classes: in
         lab = lab.long()
         near = boundary_band(lab, band)
         for s, probe_ in probes.items():
-            features = upsample(maps[s], lab.shape)  # (C, H, W)
-            scorers[s].update(features, probe_["shape"].logits(features), probe_["class"].logits(features), lab,
-                              near)
+            m = maps[s]  # (C, h, w) at the stage's resolution
+            # A probe is affine and bilinear upsampling averages with weights that sum to one, so the two commute:
+            # score at the stage's resolution and upsample 2 + K + 1 maps instead of C (up to 512) channels.
+            low = torch.cat([probe_["shape"].logits(m), probe_["class"].logits(m), m.mean(0, keepdim=True)])
+            up = upsample(low, lab.shape)  # (2 + K + 1, H, W)
+            scorers[s].update(up[-1], up[:2], up[2:-1], lab, near)
     scores = {s: scorers[s].scores() for s in probes}
     if per_image:
         return scores, {s: scorers[s].counts() for s in probes}
