@@ -315,7 +315,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "cpu": Preset(
         name="cpu",
-        description="the committed book when no GPU is at hand: about an hour and a half on 2 CPU cores",
+        description="the committed book when no GPU is at hand: about two hours on 2 CPU cores from nothing",
         # The learning study (appendix) decides: the paper's full-width network from ImageNet VGG16, on 64 px
         # crops (1/12 of a 224 crop's cost; 64/32 = 2 -> fc6 is 2x2), ~7 crops/s of training on 2 cores. From
         # random weights, narrower networks named no class at all within the budget

@@ -76,6 +76,16 @@ def _crops(tc) -> str:
     return f"{tc.iterations:,} steps x {tc.global_batch} = {tc.iterations * tc.global_batch:,} crops"
 
 
+def _drops(cfg) -> int:
+    """How many times a stage's learning rate drops (``StepLR``: after every ``lr_step`` steps)."""
+    return (cfg.iterations - 1) // cfg.lr_step
+
+
+def _low_share(cfg) -> float:
+    """The share of a stage's steps after its first drop of the learning rate."""
+    return max(0.0, 1 - cfg.lr_step / cfg.iterations)
+
+
 def _start(m) -> str:
     return "ImageNet VGG16" if m.pretrained else "random (Gaussian)"
 
@@ -129,9 +139,11 @@ def preset_changes(preset, paper, study: dict) -> list[dict]:
         ("crops per step", paper.stage1.global_batch, preset.stage1.global_batch,
          "the study's batch: every arm trains with it; at a fixed number of crops, more steps",
          evidence("imagenet64-b4", "imagenet64", "imagenet64-b32")),
-        ("learning-rate drops (x0.1 after step)", f"{paper.stage1.lr_step:,} / {paper.stage2.lr_step:,}",
-         f"{preset.stage1.lr_step:,} / {preset.stage2.lr_step:,}", "the paper's drops, scaled to the shorter stages",
-         "-"),
+        ("learning rate x0.1 every (steps, stage 1 / 2)", f"{paper.stage1.lr_step:,} / {paper.stage2.lr_step:,}",
+         f"{preset.stage1.lr_step:,} / {preset.stage2.lr_step:,}",
+         f"{_drops(preset.stage1)} / {_drops(preset.stage2)} drops, for the last {_low_share(preset.stage1):.0%} / "
+         f"{_low_share(preset.stage2):.0%} of the steps (the paper: {_drops(paper.stage1)} / {_drops(paper.stage2)}), "
+         "so both stages end at a low rate as the paper's do; not varied in the study", "-"),
         ("train / val scenes", f"{paper.data.train_images:,} / {paper.data.val_images:,} at {paper.data.image_size} px",
          f"{preset.data.train_images:,} / {preset.data.val_images:,} at {preset.data.image_size} px",
          "SynthVOC scenes; fewer and smaller, so proposals and whole-image validation fit the budget", "-"),

@@ -63,20 +63,21 @@ def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """
     h, w = maps.shape[-2:]
     H, W = size
-    stride = _stride(maps, size)
-    if stride == 1:
+    step = stride(maps.shape[-2:], size)
+    if step == 1:
         return maps[:, :H, :W]
-    up = F.interpolate(maps[None], size=(h * stride, w * stride), mode="bilinear", align_corners=False)
+    up = F.interpolate(maps[None], size=(h * step, w * step), mode="bilinear", align_corners=False)
     return up[0, :, :H, :W]
 
 
-def _stride(maps: torch.Tensor, size: tuple[int, int]) -> int:
-    """The smallest power of two whose cells cover the image: the map's stride (pools halve)."""
-    (h, w), (H, W) = maps.shape[-2:], size
-    stride = 1
-    while h * stride < H or w * stride < W:
-        stride *= 2
-    return stride
+def stride(cells: tuple[int, int], size: tuple[int, int]) -> int:
+    """The smallest power of two whose ``(h, w)`` cells cover the ``(H, W)`` image: the map's stride (pools
+    halve). A map cropped to the image has fewer cells than the padded input's size over the stride."""
+    (h, w), (H, W) = cells, size
+    step = 1
+    while h * step < H or w * step < W:
+        step *= 2
+    return step
 
 
 def upsample_at(maps: torch.Tensor, size: tuple[int, int], flat: torch.Tensor) -> torch.Tensor:
@@ -86,10 +87,10 @@ def upsample_at(maps: torch.Tensor, size: tuple[int, int], flat: torch.Tensor) -
     source ``(i + 0.5) / stride - 0.5``, held at the edges). Fitting reads 1,000 pixels of an image, and
     upsampling all 512 channels of a stage to every pixel first took most of chapter 3's time.
     """
-    stride, (h, w), W = _stride(maps, size), maps.shape[-2:], size[1]
+    step, (h, w), W = stride(maps.shape[-2:], size), maps.shape[-2:], size[1]
 
     def cells(pos: torch.Tensor, n: int):  # along one axis: the two cells around each pixel, the second's weight
-        source = ((pos.float() + 0.5) / stride - 0.5).clamp(min=0)
+        source = ((pos.float() + 0.5) / step - 0.5).clamp(min=0)
         low = source.long().clamp(max=n - 1)
         return low, (low + 1).clamp(max=n - 1), source - low
 
