@@ -94,13 +94,6 @@ class SegmentationMetrics:
 # images in the same way. They live here once so that no chapter's "commonest class" drifts from another's.
 
 
-def _numpy(x) -> np.ndarray:
-    """A numpy view of an array or a (CPU) tensor, tv_tensors included."""
-    if isinstance(x, torch.Tensor):
-        return x.detach().as_subclass(torch.Tensor).cpu().numpy()
-    return np.asarray(x)
-
-
 def commonest_object_class(targets, num_classes: int) -> int:
     """The object class (1 .. C-1) with the most true pixels in ``targets``, pooled over all of them.
 
@@ -110,7 +103,7 @@ def commonest_object_class(targets, num_classes: int) -> int:
     """
     counts = np.zeros(num_classes, np.int64)
     for target in targets:
-        t = _numpy(target)
+        t = _writable(target).numpy()
         objects = t[(t > 0) & (t != VOID)].astype(np.int64)
         if objects.size and int(objects.max()) >= num_classes:
             raise ValueError(f"target holds labels outside 0..{num_classes - 1} and {VOID}: {np.unique(objects)}")
@@ -127,14 +120,10 @@ def baseline_predictions(target, commonest: int) -> dict:
     F1 (``Scoreboard``) reads the prediction there, and a 255 in it would be scored as one more class.
     Used in chapters 3, 4, 5 and 6; chapter 7, which has only a confusion matrix, uses ``all_background_matrix``.
     """
-    if isinstance(target, torch.Tensor):
-        objects = (target > 0) & (target != VOID)
-        return {"all background": torch.zeros_like(target),
-                "commonest class": torch.where(objects, commonest, 0).to(target.dtype)}
-    target = np.asarray(target)
-    objects = (target > 0) & (target != VOID)
-    return {"all background": np.zeros_like(target),
-            "commonest class": np.where(objects, commonest, 0).astype(target.dtype)}
+    t = _writable(target)
+    objects = (t > 0) & (t != VOID)
+    maps = {"all background": torch.zeros_like(t), "commonest class": torch.where(objects, commonest, 0).to(t.dtype)}
+    return maps if isinstance(target, torch.Tensor) else {name: m.numpy() for name, m in maps.items()}
 
 
 def all_background_matrix(matrix) -> torch.Tensor:
